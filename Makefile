@@ -1,0 +1,64 @@
+# Pipeline Ledger: `make demo` and `make test` set everything up on a fresh clone.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# dbt and psql reach the loader's database (embedded unless DATABASE_HOST is set).
+WITH_DB = eval "$$($(BIN)/python -m loader db env)" &&
+DBT = $(BIN)/dbt --no-use-colors
+
+.PHONY: help setup demo test lint format typecheck pytest dbt-build db-start db-stop docs compose-check clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)  ## Create .venv and install the pinned dependencies
+
+db-start: setup  ## Start (or reuse) the embedded PostgreSQL in .pgdata/
+	$(BIN)/python -m loader db start
+
+db-stop: setup  ## Stop the embedded PostgreSQL
+	$(BIN)/python -m loader db stop
+
+demo: db-start  ## Load a realistic history through the loader, build with dbt, show the result
+	$(BIN)/python -m loader init
+	$(BIN)/python -m loader simulate
+	$(WITH_DB) $(DBT) build
+	$(BIN)/python -m loader report
+
+lint: setup  ## ruff, ruff format --check, sqlfluff, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(WITH_DB) $(BIN)/sqlfluff lint models macros dbt_tests loader/sql
+	$(BIN)/mypy
+
+format: setup  ## Apply ruff and sqlfluff fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(WITH_DB) $(BIN)/sqlfluff fix models macros dbt_tests loader/sql
+
+pytest: db-start  ## The pytest suite against the embedded PostgreSQL
+	$(BIN)/pytest
+
+dbt-build: db-start  ## `dbt build` (models, seeds and every dbt test) on a fresh simulated history
+	$(BIN)/python -m loader init
+	$(BIN)/python -m loader simulate
+	$(WITH_DB) $(DBT) build
+
+test: lint pytest dbt-build  ## Every check: lint, pytest, dbt build
+
+docs: db-start  ## Generate and serve the dbt docs site
+	$(WITH_DB) $(DBT) docs generate && $(WITH_DB) $(DBT) docs serve
+
+clean: db-stop  ## Remove the embedded database and build output
+	rm -rf .pgdata target logs

@@ -1,0 +1,38 @@
+"""Pipeline Ledger's loader: record pipeline run events in PostgreSQL.
+
+from loader import Ledger
+
+with Ledger() as ledger, ledger.run("daily_sales", stages=["extract"]) as run:
+    with run.stage("extract") as stage:
+        stage.records = extract()
+"""
+
+from loader.api import Ledger, Run, Stage
+from loader.errors import (
+    BadEventError,
+    ConfigurationError,
+    LedgerError,
+    RejectedEventsError,
+    TransientError,
+)
+from loader.events import STATUSES, Event, parse_event, parse_line
+from loader.settings import Settings
+from loader.writer import LoadResult, Rejection
+
+__all__ = [
+    "STATUSES",
+    "BadEventError",
+    "ConfigurationError",
+    "Event",
+    "Ledger",
+    "LedgerError",
+    "LoadResult",
+    "RejectedEventsError",
+    "Rejection",
+    "Run",
+    "Settings",
+    "Stage",
+    "TransientError",
+    "parse_event",
+    "parse_line",
+]

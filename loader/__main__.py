@@ -1,0 +1,7 @@
+"""`python -m loader`: the command line."""
+
+import sys
+
+from loader.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""The command line: `python -m loader ...` or `ledger ...` for shell jobs and operators."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loader import connection, embedded
+from loader.api import Ledger
+from loader.errors import BadEventError, LedgerError, RejectedEventsError
+from loader.events import STATUSES, TERMINAL_STATUSES
+from loader.ingest import ingest_stream
+from loader.report import print_report
+from loader.schema import create_raw_schema
+from loader.settings import Settings
+from loader.simulate import simulate
+
+EXIT_REJECTED = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    try:
+        return int(args.command(args, settings))
+    except (BadEventError, RejectedEventsError) as error:
+        print(f"rejected: {error}", file=sys.stderr)
+        return EXIT_REJECTED
+    except LedgerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ledger", description="Record pipeline runs in the Pipeline Ledger."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="manage the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop", "status", "env"])
+    db.set_defaults(command=_db)
+
+    init = commands.add_parser("init", help="create the raw schema (idempotent)")
+    init.set_defaults(command=_init)
+
+    start = commands.add_parser("start", help="record a new run; print its integer id")
+    start.add_argument("pipeline_name", metavar="NAME")
+    start.add_argument("--run-key", help="the job's own id for the run (default: generated)")
+    start.add_argument(
+        "--stage", action="append", default=[], metavar="S", help="a planned stage (repeat)"
+    )
+    start.add_argument("--pending", action="store_true", help="queued, not running yet")
+    start.set_defaults(command=_start)
+
+    stage = commands.add_parser("stage", help="record a stage event of a run")
+    stage.add_argument("pipeline_id", type=int, metavar="ID")
+    stage.add_argument("stage_name", metavar="STAGE")
+    stage.add_argument("status", choices=STATUSES, metavar="STATUS")
+    stage.add_argument("--records", type=int)
+    stage.add_argument("--error")
+    stage.add_argument("--attempt", type=int, default=1)
+    stage.set_defaults(command=_stage)
+
+    finish = commands.add_parser("finish", help="record that a run completed or failed")
+    finish.add_argument("pipeline_id", type=int, metavar="ID")
+    finish.add_argument("status", choices=sorted(TERMINAL_STATUSES), metavar="completed|failed")
+    finish.add_argument("--records", type=int)
+    finish.add_argument("--error")
+    finish.set_defaults(command=_finish)
+
+    ingest = commands.add_parser("ingest", help="bulk-load JSON-lines event files ('-': stdin)")
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    ingest.set_defaults(command=_ingest)
+
+    sim = commands.add_parser("simulate", help="record a realistic demo history via the API")
+    sim.add_argument("--days", type=int, default=14, help="days of history (default 14)")
+    sim.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    sim.set_defaults(command=_simulate)
+
+    report = commands.add_parser("report", help="print what dbt derived")
+    report.set_defaults(command=_report)
+    return parser
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "env":
+        for name, value in connection.resolve(settings).as_env().items():
+            print(f"export {name}={shlex.quote(value)}")
+        return 0
+    if not settings.is_embedded:
+        print(f"DATABASE_HOST is set ({settings.host}): no embedded server is used")
+        return 0 if args.action == "status" else 1
+    if args.action == "start":
+        address = embedded.start(settings.embedded_dir)
+        connection.resolve(settings)
+        print(f"embedded PostgreSQL running in {settings.embedded_dir} ({address.socket_dir})")
+    elif args.action == "stop":
+        stopped = embedded.stop(settings.embedded_dir)
+        print("stopped" if stopped else "not running")
+    else:
+        running = embedded.address(settings.embedded_dir)
+        print(f"running, socket in {running.socket_dir}" if running else "not running")
+        return 0 if running else 3
+    return 0
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    with connection.connect(connection.resolve(settings)) as conn:
+        create_raw_schema(conn)
+    print("raw schema ready")
+    return 0
+
+
+def _start(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger(settings, source="cli") as ledger:
+        run = ledger.start_run(
+            args.pipeline_name,
+            run_key=args.run_key,
+            stages=args.stage,
+            status="pending" if args.pending else "running",
+        )
+    print(run.id)
+    return 0
+
+
+def _stage(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger(settings, source="cli") as ledger:
+        stage = ledger.attach(args.pipeline_id).stage(args.stage_name, attempt=args.attempt)
+        stage.record(args.status, records=args.records, error=args.error)
+    return 0
+
+
+def _finish(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger(settings, source="cli") as ledger:
+        run = ledger.attach(args.pipeline_id)
+        run.record(args.status, records=args.records, error=args.error)
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    rejected = 0
+    with Ledger(settings, source="ingest") as ledger:
+        conn = ledger.connection()
+        for name in args.files:
+            if name == "-":
+                result = ingest_stream(conn, sys.stdin.buffer, source="-")
+            else:
+                with Path(name).open("rb") as stream:
+                    result = ingest_stream(conn, stream, source=name)
+            for rejection in result.rejections:
+                print(f"{name}: {rejection}", file=sys.stderr)
+            print(
+                f"{name}: {result.accepted} accepted, {result.duplicates} duplicate, "
+                f"{result.rejected} rejected"
+            )
+            rejected += result.rejected
+    return EXIT_REJECTED if rejected else 0
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger(settings, source="simulate") as ledger:
+        runs = simulate(ledger, days=args.days, seed=args.seed)
+    print(f"simulated {runs} runs")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    with connection.connect(connection.resolve(settings)) as conn:
+        print_report(conn)
+    return 0

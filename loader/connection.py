@@ -1,0 +1,71 @@
+"""Connections to the ledger's database, embedded or not."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from loader import embedded
+from loader.errors import TransientError
+from loader.settings import Settings
+
+Connection = psycopg.Connection[TupleRow]
+
+
+def resolve(settings: Settings) -> Settings:
+    """Return settings that name a reachable server, starting the embedded one if needed.
+
+    For the embedded server the database is created when missing; a real server's database
+    must exist already.
+    """
+    if not settings.is_embedded:
+        return settings
+    address = embedded.start(settings.embedded_dir)
+    resolved = dataclasses.replace(settings, host=str(address.socket_dir), port=address.port)
+    _create_database_if_missing(resolved)
+    return resolved
+
+
+def _create_database_if_missing(settings: Settings) -> None:
+    maintenance = dataclasses.replace(settings, dbname="postgres")
+    with open_connection(maintenance, autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", [settings.dbname]
+        ).fetchone()
+        if exists is None:
+            # Another process may create it between our check and our create.
+            with suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.dbname)))
+
+
+def open_connection(settings: Settings, *, autocommit: bool = False) -> Connection:
+    """Open a connection to the resolved settings' database; the caller closes it."""
+    try:
+        return psycopg.connect(
+            host=settings.host,
+            port=settings.port,
+            dbname=settings.dbname,
+            user=settings.user,
+            password=settings.password or None,
+            connect_timeout=max(1, round(settings.connect_timeout)),
+            autocommit=autocommit,
+            application_name="pipeline-ledger",
+        )
+    except psycopg.OperationalError as error:
+        raise TransientError(
+            f"cannot connect to PostgreSQL at {settings.host}:{settings.port}/{settings.dbname}: "
+            f"{error}".strip()
+        ) from error
+
+
+@contextmanager
+def connect(settings: Settings, *, autocommit: bool = False) -> Iterator[Connection]:
+    """Open a connection to the resolved settings' database, closed on exit."""
+    conn = open_connection(settings, autocommit=autocommit)
+    with conn:
+        yield conn

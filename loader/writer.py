@@ -1,0 +1,239 @@
+"""Write a batch of events set-based: COPY, register ids, insert, quarantine — one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from loader.connection import Connection
+from loader.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A line or event that broke the contract, with the reason and its original bytes."""
+
+    reason: str
+    raw: bytes
+    line_number: int | None = None
+
+    def __str__(self) -> str:
+        if self.line_number is None:
+            return self.reason
+        return f"line {self.line_number}: {self.reason}"
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What a load did: events newly stored, duplicates skipped, lines rejected."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """How many lines or events were quarantined."""
+        return len(self.rejections)
+
+    def add(self, other: LoadResult) -> None:
+        """Fold another batch's result into this one."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejections.extend(other.rejections)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A valid event waiting to be written, with where it came from."""
+
+    event: Event
+    raw: bytes
+    line_number: int | None = None
+
+
+_CREATE_INCOMING = """
+create temporary table if not exists incoming_events (
+    position integer not null,
+    event_id uuid not null,
+    run_key text,
+    pipeline_id bigint,
+    pipeline_name text,
+    stage_name text,
+    status text not null,
+    event_time timestamptz not null,
+    records_processed bigint,
+    error_message text,
+    attempt integer not null,
+    attributes jsonb,
+    stage_id bigint,
+    registered_name text,
+    rejection text
+) on commit delete rows
+"""
+
+_COPY_INCOMING = """
+copy incoming_events (
+    position, event_id, run_key, pipeline_id, pipeline_name, stage_name, status,
+    event_time, records_processed, error_message, attempt, attributes
+) from stdin
+"""
+
+# Register new runs; the lowest position naming a run_key decides its pipeline_name.
+# Ordered by key so concurrent batches lock registry rows in the same order.
+_REGISTER_RUNS = """
+insert into raw.runs (run_key, pipeline_name)
+select run_key, pipeline_name
+from (
+    select distinct on (run_key) run_key, pipeline_name
+    from incoming_events
+    where run_key is not null and pipeline_name is not null
+    order by run_key, position
+) as named_runs
+order by run_key
+on conflict (run_key) do nothing
+"""
+
+_RESOLVE_BY_RUN_KEY = """
+update incoming_events as incoming
+set registered_name = runs.pipeline_name,
+    rejection = case
+        when incoming.pipeline_id <> runs.pipeline_id then format(
+            'pipeline_id: %s does not match run_key %L, which has id %s',
+            incoming.pipeline_id, incoming.run_key, runs.pipeline_id)
+    end,
+    pipeline_id = runs.pipeline_id
+from raw.runs as runs
+where runs.run_key = incoming.run_key
+"""
+
+_RESOLVE_BY_PIPELINE_ID = """
+update incoming_events as incoming
+set registered_name = runs.pipeline_name
+from raw.runs as runs
+where incoming.run_key is null and runs.pipeline_id = incoming.pipeline_id
+"""
+
+_REJECT_UNRESOLVED = """
+update incoming_events
+set rejection = coalesce(rejection, case
+    when registered_name is null and run_key is not null then format(
+        'pipeline_name: required, run_key %L is a new run '
+        'and nothing in its batch names its pipeline',
+        run_key)
+    when registered_name is null then format(
+        'pipeline_id: %s is not a known run id', pipeline_id)
+    when pipeline_name <> registered_name then format(
+        'pipeline_name: %L differs from %L, the name this run was registered with',
+        pipeline_name, registered_name)
+end)
+"""
+
+_REGISTER_STAGES = """
+insert into raw.stages (pipeline_id, stage_name)
+select distinct pipeline_id, stage_name
+from incoming_events
+where rejection is null and stage_name is not null
+order by pipeline_id, stage_name
+on conflict (pipeline_id, stage_name) do nothing
+"""
+
+_RESOLVE_STAGES = """
+update incoming_events as incoming
+set stage_id = stages.stage_id
+from raw.stages as stages
+where incoming.rejection is null
+    and stages.pipeline_id = incoming.pipeline_id
+    and stages.stage_name = incoming.stage_name
+"""
+
+# The first delivery of an event_id wins: the lowest position in this batch, and
+# anything already stored before it.
+_INSERT_EVENTS = """
+insert into raw.run_events (
+    event_id, pipeline_id, stage_id, status, event_time,
+    records_processed, error_message, attempt, attributes
+)
+select distinct on (event_id)
+    event_id, pipeline_id, stage_id, status, event_time,
+    records_processed, error_message, attempt, attributes
+from incoming_events
+where rejection is null
+order by event_id, position
+on conflict (event_id) do nothing
+"""
+
+_SELECT_REJECTIONS = """
+select position, rejection from incoming_events where rejection is not null
+"""
+
+_INSERT_QUARANTINE = """
+insert into raw.quarantined_events (source, line_number, reason, raw_line)
+values (%s, %s, %s, %s)
+"""
+
+
+def write_batch(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    rejections: Sequence[Rejection] = (),
+    *,
+    source: str,
+) -> LoadResult:
+    """Store valid events and quarantine rejected ones, all in one transaction.
+
+    Events whose run cannot be resolved (unknown id, new run without a name, a name that
+    differs from the registered one) are quarantined here too. `conn` must be in
+    autocommit mode, so that each batch commits on its own.
+    """
+    if not conn.autocommit:
+        raise ValueError("write_batch needs an autocommit connection: each batch commits")
+    result = LoadResult(rejections=list(rejections))
+    with conn.transaction(), conn.cursor() as cursor:
+        if candidates:
+            cursor.execute(_CREATE_INCOMING)
+            with cursor.copy(_COPY_INCOMING) as copy:
+                for position, candidate in enumerate(candidates):
+                    copy.write_row(_incoming_row(position, candidate.event))
+            for statement in (
+                _REGISTER_RUNS,
+                _RESOLVE_BY_RUN_KEY,
+                _RESOLVE_BY_PIPELINE_ID,
+                _REJECT_UNRESOLVED,
+                _REGISTER_STAGES,
+                _RESOLVE_STAGES,
+            ):
+                cursor.execute(statement)
+            cursor.execute(_INSERT_EVENTS)
+            result.accepted = max(cursor.rowcount, 0)
+            late_rejections = [
+                Rejection(reason, candidates[position].raw, candidates[position].line_number)
+                for position, reason in cursor.execute(_SELECT_REJECTIONS)
+            ]
+            result.duplicates = len(candidates) - len(late_rejections) - result.accepted
+            result.rejections.extend(late_rejections)
+            result.rejections.sort(key=lambda item: item.line_number or 0)
+        if result.rejections:
+            cursor.executemany(
+                _INSERT_QUARANTINE,
+                [(source, item.line_number, item.reason, item.raw) for item in result.rejections],
+            )
+    return result
+
+
+def _incoming_row(position: int, event: Event) -> tuple[object, ...]:
+    return (
+        position,
+        event.event_id,
+        event.run_key,
+        event.pipeline_id,
+        event.pipeline_name,
+        event.stage_name,
+        event.status,
+        event.event_time,
+        event.records_processed,
+        event.error_message,
+        event.attempt,
+        None if event.attributes is None else json.dumps(event.attributes),
+    )

@@ -86,9 +86,7 @@ def parse_line(line: bytes) -> Event:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise BadEventError(
-            "line", f"not valid JSON ({error.msg} at column {error.colno})"
-        ) from None
+        raise BadEventError(None, f"not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
         raise BadEventError(None, "JSON nested too deeply") from None
     return parse_event(document)

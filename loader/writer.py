@@ -81,7 +81,8 @@ copy incoming_events (
 """
 
 # Register new runs; the lowest position naming a run_key decides its pipeline_name.
-# Ordered by key so concurrent batches lock registry rows in the same order.
+# Ordered by key so concurrent batches lock registry rows in the same order; known
+# keys are filtered out first so that the identity sequence is not spent on them.
 _REGISTER_RUNS = """
 insert into raw.runs (run_key, pipeline_name)
 select run_key, pipeline_name
@@ -91,6 +92,7 @@ from (
     where run_key is not null and pipeline_name is not null
     order by run_key, position
 ) as named_runs
+where not exists (select from raw.runs where runs.run_key = named_runs.run_key)
 order by run_key
 on conflict (run_key) do nothing
 """
@@ -132,10 +134,18 @@ end)
 
 _REGISTER_STAGES = """
 insert into raw.stages (pipeline_id, stage_name)
-select distinct pipeline_id, stage_name
-from incoming_events
-where rejection is null and stage_name is not null
-order by pipeline_id, stage_name
+select distinct incoming.pipeline_id, incoming.stage_name
+from incoming_events as incoming
+where
+    incoming.rejection is null
+    and incoming.stage_name is not null
+    and not exists (
+        select from raw.stages
+        where
+            stages.pipeline_id = incoming.pipeline_id
+            and stages.stage_name = incoming.stage_name
+    )
+order by incoming.pipeline_id, incoming.stage_name
 on conflict (pipeline_id, stage_name) do nothing
 """
 

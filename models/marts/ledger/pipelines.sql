@@ -1,0 +1,120 @@
+{{ config(unique_key='id') }}
+
+with
+
+run_events as (
+    select * from {{ ref('stg_raw__run_events') }}
+    {% if is_incremental() %}
+        where pipeline_id in (
+            select new_events.pipeline_id
+            from {{ ref('stg_raw__run_events') }} as new_events
+            where new_events.load_xid >= {{ previous_load_watermark() }}
+        )
+    {% endif %}
+),
+
+runs as (
+    select * from {{ ref('stg_raw__runs') }}
+),
+
+pipeline_stages as (
+    select * from {{ ref('pipeline_stages') }}
+),
+
+run_summaries as (
+    select
+        pipeline_id,
+        min(event_time) as created_at,
+        max(event_time) as last_event_at,
+        bool_or(stage_id is null and status = 'running') as has_running_event,
+        bool_or(stage_id is not null and status != 'pending')
+            as has_active_stage_event
+    from run_events
+    group by pipeline_id
+),
+
+run_level_events_ordered as (
+    select
+        pipeline_id,
+        status,
+        event_time,
+        records_processed,
+        error_message,
+        {{ event_order('pipeline_id') }} as event_order
+    from run_events
+    where stage_id is null
+),
+
+final_terminal_events as (
+    select distinct on (pipeline_id)
+        pipeline_id,
+        status,
+        event_time,
+        records_processed,
+        error_message
+    from run_level_events_ordered
+    where {{ is_terminal('status') }}
+    order by pipeline_id, event_order
+),
+
+last_completed_stages as (
+    select distinct on (pipeline_id)
+        pipeline_id,
+        records_processed
+    from pipeline_stages
+    where completed_at is not null
+    order by pipeline_id, completed_at desc, records_processed desc nulls last
+),
+
+first_failed_stages as (
+    select distinct on (pipeline_id)
+        pipeline_id,
+        stage_name || ': ' || error_message as error_message
+    from pipeline_stages
+    where status = 'failed'
+    order by pipeline_id, completed_at, stage_name collate "C"
+),
+
+final as (
+    select
+        run_summaries.pipeline_id as id,
+        case
+            when final_terminal_events.status is not null
+                then final_terminal_events.status
+            when
+                run_summaries.has_running_event
+                or run_summaries.has_active_stage_event
+                then 'running'
+            else 'pending'
+        end as status,
+        run_summaries.created_at,
+        final_terminal_events.event_time as completed_at,
+        case
+            when final_terminal_events.records_processed is not null
+                then final_terminal_events.records_processed
+            when final_terminal_events.status = 'completed'
+                then last_completed_stages.records_processed
+        end as records_processed,
+        case
+            when final_terminal_events.status = 'failed'
+                then coalesce(
+                    final_terminal_events.error_message,
+                    first_failed_stages.error_message
+                )
+        end as error_message,
+        runs.pipeline_name,
+        runs.run_key,
+        run_summaries.last_event_at,
+        {{ current_load_watermark() }} as _load_watermark
+    from run_summaries
+    inner join runs
+        on run_summaries.pipeline_id = runs.pipeline_id
+    left join final_terminal_events
+        on run_summaries.pipeline_id = final_terminal_events.pipeline_id
+    left join last_completed_stages
+        on run_summaries.pipeline_id = last_completed_stages.pipeline_id
+    left join first_failed_stages
+        on run_summaries.pipeline_id = first_failed_stages.pipeline_id
+)
+
+select * from final

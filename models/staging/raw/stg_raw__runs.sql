@@ -1,0 +1,16 @@
+with
+
+source as (
+    select * from {{ source('raw', 'runs') }}
+),
+
+renamed as (
+    select
+        pipeline_id,
+        run_key,
+        pipeline_name,
+        registered_at
+    from source
+)
+
+select * from renamed

@@ -97,7 +97,7 @@ class Ledger:
 
         The planned stages are recorded as `pending`. `run_key` is the job's own id for the
         run (generated when absent); the same key always maps to the same integer id, and
-        starting the same run_key again records nothing new.
+        starting the same run_key again with the same status records nothing new.
         """
         run_key = run_key or str(new_event_id())
         at = at or _now()
@@ -105,7 +105,9 @@ class Ledger:
         stage_events = [{"stage_name": name, "status": "pending"} for name in stages]
         self.emit_many(
             {
-                "event_id": derived_event_id("start", run_key, event.get("stage_name") or ""),
+                "event_id": derived_event_id(
+                    "start", run_key, event.get("stage_name") or "", event["status"]
+                ),
                 "run_key": run_key,
                 "pipeline_name": pipeline_name,
                 "event_time": at,

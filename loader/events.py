@@ -74,7 +74,7 @@ def new_event_id() -> uuid.UUID:
 
 def derived_event_id(*parts: str) -> uuid.UUID:
     """Return an event id fixed by `parts`: sending the same event twice counts once."""
-    return uuid.uuid5(_DERIVED_ID_NAMESPACE, "\x1f".join(parts))
+    return uuid.uuid5(_DERIVED_ID_NAMESPACE, json.dumps(parts))
 
 
 def parse_line(line: bytes) -> Event:
@@ -89,6 +89,8 @@ def parse_line(line: bytes) -> Event:
         raise BadEventError(None, f"not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
         raise BadEventError(None, "JSON nested too deeply") from None
+    except ValueError as error:  # e.g. an integer too long for Python to convert
+        raise BadEventError(None, f"not valid JSON ({error})") from None
     return parse_event(document)
 
 
@@ -184,8 +186,7 @@ def _optional_text(document: Mapping[str, Any], field: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadEventError(field, f"expected a string, got {_json_type(value)}")
-    if "\x00" in value:
-        raise BadEventError(field, "contains a NUL character")
+    _check_text(value, field)
     return value
 
 
@@ -224,8 +225,7 @@ def _check_json_value(value: object, *, depth: int) -> None:
     if depth > MAX_ATTRIBUTES_DEPTH:
         raise BadEventError("attributes", f"nested deeper than {MAX_ATTRIBUTES_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise BadEventError("attributes", "contains a NUL character")
+        _check_text(value, "attributes")
     elif isinstance(value, Mapping):
         for key, item in value.items():
             _check_json_value(str(key), depth=depth)
@@ -237,6 +237,16 @@ def _check_json_value(value: object, *, depth: int) -> None:
         raise BadEventError("attributes", "NaN and infinity are not JSON")
     elif value is not None and not isinstance(value, bool | int | float):
         raise BadEventError("attributes", f"{type(value).__name__} is not a JSON value")
+
+
+def _check_text(value: str, field: str) -> None:
+    """Reject what PostgreSQL text cannot hold: NUL, and lone UTF-16 surrogates from JSON."""
+    if "\x00" in value:
+        raise BadEventError(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadEventError(field, "contains an unpaired UTF-16 surrogate escape") from None
 
 
 def _truncate_error_message(

@@ -49,6 +49,8 @@ class Settings:
             connect_timeout = float(env.get("LEDGER_CONNECT_TIMEOUT") or defaults.connect_timeout)
         except ValueError as error:
             raise ConfigurationError(f"DATABASE_PORT / LEDGER_CONNECT_TIMEOUT: {error}") from None
+        if not 1 <= port <= 65535:
+            raise ConfigurationError(f"DATABASE_PORT: {port} is not a TCP port (1 to 65535)")
         return cls(
             host=env.get("DATABASE_HOST") or None,
             port=port,

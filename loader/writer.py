@@ -80,23 +80,8 @@ copy incoming_events (
 ) from stdin
 """
 
-# Register new runs; the lowest position naming a run_key decides its pipeline_name.
-# Ordered by key so concurrent batches lock registry rows in the same order; known
-# keys are filtered out first so that the identity sequence is not spent on them.
-_REGISTER_RUNS = """
-insert into raw.runs (run_key, pipeline_name)
-select run_key, pipeline_name
-from (
-    select distinct on (run_key) run_key, pipeline_name
-    from incoming_events
-    where run_key is not null and pipeline_name is not null
-    order by run_key, position
-) as named_runs
-where not exists (select from raw.runs where runs.run_key = named_runs.run_key)
-order by run_key
-on conflict (run_key) do nothing
-"""
-
+# Only events not yet resolved or rejected are touched, so each of these can run
+# again after new runs are registered.
 _RESOLVE_BY_RUN_KEY = """
 update incoming_events as incoming
 set registered_name = runs.pipeline_name,
@@ -107,7 +92,10 @@ set registered_name = runs.pipeline_name,
     end,
     pipeline_id = runs.pipeline_id
 from raw.runs as runs
-where runs.run_key = incoming.run_key
+where
+    incoming.registered_name is null
+    and incoming.rejection is null
+    and runs.run_key = incoming.run_key
 """
 
 _RESOLVE_BY_PIPELINE_ID = """
@@ -117,19 +105,46 @@ from raw.runs as runs
 where incoming.run_key is null and runs.pipeline_id = incoming.pipeline_id
 """
 
+# Before registration (%(final)s false) an unresolved run_key may still be a new
+# run; after it, an unresolved run_key had no pipeline_name anywhere in the batch.
 _REJECT_UNRESOLVED = """
 update incoming_events
-set rejection = coalesce(rejection, case
-    when registered_name is null and run_key is not null then format(
-        'pipeline_name: required, run_key %L is a new run '
+set rejection = case
+    when registered_name is null and run_key is null then format(
+        'pipeline_id: %%s is not a known run id', pipeline_id)
+    when registered_name is null and pipeline_id is not null then format(
+        'pipeline_id: %%s does not match run_key %%L, a new run', pipeline_id, run_key)
+    when registered_name is null and %(final)s then format(
+        'pipeline_name: required, run_key %%L is a new run '
         'and nothing in its batch names its pipeline',
         run_key)
-    when registered_name is null then format(
-        'pipeline_id: %s is not a known run id', pipeline_id)
     when pipeline_name <> registered_name then format(
-        'pipeline_name: %L differs from %L, the name this run was registered with',
+        'pipeline_name: %%L differs from %%L, the name this run was registered with',
         pipeline_name, registered_name)
-end)
+end
+where rejection is null
+"""
+
+# Register new runs from the events that passed the checks above; the lowest
+# position naming a run_key decides its pipeline_name. Ordered by key so that
+# concurrent batches lock registry rows in the same order; known keys are
+# filtered out first so that the identity sequence is not spent on them.
+_REGISTER_RUNS = """
+insert into raw.runs (run_key, pipeline_name)
+select run_key, pipeline_name
+from (
+    select distinct on (run_key) run_key, pipeline_name
+    from incoming_events
+    where
+        rejection is null
+        and registered_name is null
+        and run_key is not null
+        and pipeline_name is not null
+    order by run_key, position
+) as named_runs
+where not exists (select from raw.runs where runs.run_key = named_runs.run_key)
+order by run_key
+on conflict (run_key) do nothing
 """
 
 _REGISTER_STAGES = """
@@ -206,15 +221,14 @@ def write_batch(
             with cursor.copy(_COPY_INCOMING) as copy:
                 for position, candidate in enumerate(candidates):
                     copy.write_row(_incoming_row(position, candidate.event))
-            for statement in (
-                _REGISTER_RUNS,
-                _RESOLVE_BY_RUN_KEY,
-                _RESOLVE_BY_PIPELINE_ID,
-                _REJECT_UNRESOLVED,
-                _REGISTER_STAGES,
-                _RESOLVE_STAGES,
-            ):
-                cursor.execute(statement)
+            cursor.execute(_RESOLVE_BY_RUN_KEY)
+            cursor.execute(_RESOLVE_BY_PIPELINE_ID)
+            cursor.execute(_REJECT_UNRESOLVED, {"final": False})
+            cursor.execute(_REGISTER_RUNS)
+            cursor.execute(_RESOLVE_BY_RUN_KEY)
+            cursor.execute(_REJECT_UNRESOLVED, {"final": True})
+            cursor.execute(_REGISTER_STAGES)
+            cursor.execute(_RESOLVE_STAGES)
             cursor.execute(_INSERT_EVENTS)
             result.accepted = max(cursor.rowcount, 0)
             late_rejections = [

@@ -1,0 +1,500 @@
+"""Bulk loads against a real PostgreSQL: what lands, what is quarantined, and the ids given."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from support import jsonl, query
+
+from loader.connection import Connection, connect
+from loader.events import parse_event
+from loader.ingest import ingest_stream
+from loader.settings import Settings
+from loader.writer import Candidate, LoadResult, Rejection, write_batch
+
+T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+SOURCE = "events.jsonl"
+
+STORED_SQL = """
+select events.event_id, runs.run_key, runs.pipeline_name, stages.stage_name, events.status,
+    events.event_time, events.records_processed, events.error_message, events.attempt,
+    events.attributes
+from raw.run_events as events
+inner join raw.runs on runs.pipeline_id = events.pipeline_id
+left join raw.stages
+    on stages.stage_id = events.stage_id and stages.pipeline_id = events.pipeline_id
+order by events.event_id
+"""
+QUARANTINE_SQL = """
+select source, line_number, reason, raw_line from raw.quarantined_events order by line_number
+"""
+
+
+def event(
+    run_key: str | None = "run-1", status: str = "running", minute: float = 0, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "run_key": run_key,
+        "status": status,
+        "event_time": (T0 + timedelta(minutes=minute)).isoformat(),
+        **fields,
+    }
+
+
+def line(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+def ingest(conn: Connection, data: bytes, *, batch_lines: int = 10_000) -> LoadResult:
+    return ingest_stream(conn, io.BytesIO(data), source=SOURCE, batch_lines=batch_lines)
+
+
+def stored(conn: Connection) -> list[dict[str, Any]]:
+    return query(conn, STORED_SQL)
+
+
+def stored_event(conn: Connection, event_id: str) -> dict[str, Any]:
+    [row] = [row for row in stored(conn) if str(row["event_id"]) == event_id]
+    return row
+
+
+def quarantined(conn: Connection) -> list[dict[str, Any]]:
+    return query(conn, QUARANTINE_SQL)
+
+
+def pipeline_id(conn: Connection, run_key: str) -> int:
+    [row] = query(conn, "select pipeline_id from raw.runs where run_key = %s", [run_key])
+    return int(row["pipeline_id"])
+
+
+def stage_ids(conn: Connection) -> dict[tuple[str, str], int]:
+    rows = query(
+        conn,
+        "select run_key, stage_name, stage_id from raw.stages inner join raw.runs using "
+        "(pipeline_id)",
+    )
+    return {(row["run_key"], row["stage_name"]): row["stage_id"] for row in rows}
+
+
+def test_good_lines_land_while_bad_lines_beside_them_are_quarantined_verbatim(
+    db: Connection,
+) -> None:
+    first = event(pipeline_name="daily_sales")
+    second = event(status="completed", minute=5, records_processed=12)
+    bad_lines = {
+        2: (b'{"run_key": "run-1", "status": ', "not valid JSON"),
+        3: (b'{"run_key": "run-\xff\xfe", "status": "running"}', "not valid UTF-8"),
+        5: (
+            b'{ "run_key":"run-1" , "status":"done", "event_time":"2026-01-01T10:00:00Z" }  ',
+            "status: 'done' is not one of pending, running, completed, failed",
+        ),
+        6: (line(event(run_key=None, pipeline_id=424242)), "pipeline_id: 424242 is not a known"),
+        7: (
+            '{"run_key": "run-1", "stage_name": "étape", "status": "running", '
+            '"event_time": "2026-01-01T10:00:00Z", "attempt": 0}'.encode(),
+            "attempt: 0 is out of range",
+        ),
+    }
+    data = b"\n".join(
+        [line(first), bad_lines[2][0], bad_lines[3][0], line(second)]
+        + [bad_lines[number][0] for number in (5, 6, 7)]
+    )
+
+    result = ingest(db, data)
+
+    assert (result.accepted, result.duplicates, result.rejected) == (2, 0, 5)
+    assert {str(row["event_id"]) for row in stored(db)} == {first["event_id"], second["event_id"]}
+    rows = quarantined(db)
+    assert [row["line_number"] for row in rows] == sorted(bad_lines)
+    for row in rows:
+        raw, reason = bad_lines[row["line_number"]]
+        assert row["source"] == SOURCE
+        assert bytes(row["raw_line"]) == raw
+        assert reason in row["reason"]
+    assert [str(rejection) for rejection in result.rejections] == [
+        f"line {row['line_number']}: {row['reason']}" for row in rows
+    ]
+
+
+def test_events_are_stored_as_sent(db: Connection) -> None:
+    """Tabs, newlines and backslashes must survive COPY's text format unchanged."""
+    awkward = "tab\there\\nnot-a-newline\nnewline \\. \\\\ ünïcødé 😀"
+    sent = event(
+        pipeline_name="daily\tsales",
+        stage_name=awkward,
+        status="failed",
+        event_time="2026-01-01T12:30:00.123456+02:00",
+        records_processed=2**40,
+        error_message=awkward,
+        attempt=3,
+        attributes={"stack": awkward, "nested": {"list": [1, 2.5, None, True]}},
+    )
+
+    assert ingest(db, line(sent)).accepted == 1
+
+    [row] = stored(db)
+    assert row == {
+        "event_id": uuid.UUID(sent["event_id"]),
+        "run_key": "run-1",
+        "pipeline_name": "daily\tsales",
+        "stage_name": awkward,
+        "status": "failed",
+        "event_time": datetime(2026, 1, 1, 10, 30, 0, 123456, tzinfo=UTC),
+        "records_processed": 2**40,
+        "error_message": awkward,
+        "attempt": 3,
+        "attributes": sent["attributes"],
+    }
+
+
+def test_lone_surrogate_line_is_quarantined_and_good_lines_still_land(db: Connection) -> None:
+    """`\\ud800` is legal JSON but no UTF-8 text; the batch must not fail because of it."""
+    good = event(pipeline_name="daily_sales")
+    bad = line(event(pipeline_name="daily_sales", stage_name="x")).replace(b'"x"', b'"\\ud800"')
+
+    result = ingest(db, line(good) + b"\n" + bad + b"\n")
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert [row["line_number"] for row in quarantined(db)] == [2]
+
+
+@pytest.mark.parametrize("batch_lines", [10_000, 1], ids=["one-batch", "batch-per-line"])
+def test_duplicate_event_id_in_a_file_counts_once_and_the_first_delivery_wins(
+    db: Connection, batch_lines: int
+) -> None:
+    first = event(pipeline_name="daily_sales", records_processed=1)
+    again = {**first, "records_processed": 2, "attributes": {"delivery": 2}}
+    later = {**first, "status": "completed"}
+
+    result = ingest(db, jsonl([first, again, later]), batch_lines=batch_lines)
+
+    assert (result.accepted, result.duplicates, result.rejected) == (1, 2, 0)
+    row = stored_event(db, first["event_id"])
+    assert (row["status"], row["records_processed"], row["attributes"]) == ("running", 1, None)
+
+
+def test_duplicate_of_an_already_stored_event_counts_once_and_keeps_the_stored_row(
+    db: Connection,
+) -> None:
+    first = event(pipeline_name="daily_sales", status="completed", records_processed=10)
+    assert ingest(db, jsonl([first])).accepted == 1
+
+    redelivered = {**first, "records_processed": 99, "error_message": "late copy"}
+    result = ingest(db, jsonl([redelivered, event(minute=1)]))
+
+    assert (result.accepted, result.duplicates, result.rejected) == (1, 1, 0)
+    row = stored_event(db, first["event_id"])
+    assert (row["records_processed"], row["error_message"]) == (10, None)
+    assert len(stored(db)) == 2
+
+
+@pytest.mark.parametrize("batch_lines", [10_000, 3, 1])
+def test_counts_add_up_to_the_non_blank_lines(db: Connection, batch_lines: int) -> None:
+    named = event(pipeline_name="daily_sales")
+    lines = [
+        line(named),
+        b"",
+        line(named),  # duplicate
+        b"not json",
+        b"   ",
+        line(event(stage_name="extract")),
+        line(event(run_key="other-run")),  # new run, never named
+        b"\t",
+        line({**named, "event_id": str(uuid.uuid4()), "pipeline_name": "weekly"}),
+        line(event(stage_name="extract", status="completed", records_processed=3)),
+        b"[]",
+    ]
+    result = ingest(db, b"\n".join(lines) + b"\n", batch_lines=batch_lines)
+
+    non_blank = sum(1 for raw in lines if raw.strip())
+    assert result.accepted + result.duplicates + result.rejected == non_blank
+    assert (result.accepted, result.duplicates, result.rejected) == (3, 1, 4)
+    assert len(stored(db)) == result.accepted
+    assert len(quarantined(db)) == result.rejected
+
+
+def test_blank_lines_are_skipped_but_counted_in_line_numbers(db: Connection) -> None:
+    data = (
+        b"\n"
+        + line(event(pipeline_name="daily_sales"))
+        + b"\r\n"
+        + b"   \n"
+        + b"\r\n"
+        + b"{broken\r\n"
+        + b"\n"
+        + b"[1]"  # last line without a newline
+    )
+
+    result = ingest(db, data)
+
+    assert (result.accepted, result.rejected) == (1, 2)
+    rows = quarantined(db)
+    assert [(row["line_number"], bytes(row["raw_line"])) for row in rows] == [
+        (5, b"{broken"),
+        (7, b"[1]"),
+    ]
+
+
+def test_new_run_without_a_pipeline_name_in_its_batch_is_rejected(db: Connection) -> None:
+    result = ingest(
+        db, jsonl([event(run_key="nameless"), event(run_key="named", pipeline_name="p")])
+    )
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    [row] = quarantined(db)
+    assert row["line_number"] == 1
+    assert row["reason"].startswith("pipeline_name: ")
+    assert "'nameless' is a new run" in row["reason"]
+    assert query(db, "select run_key from raw.runs") == [{"run_key": "named"}]
+
+
+def test_new_run_is_accepted_when_another_line_of_the_batch_names_it(db: Connection) -> None:
+    events = [
+        event(stage_name="extract"),
+        event(minute=1),
+        event(minute=2, pipeline_name="daily_sales"),
+        event(minute=3, stage_name="extract", status="completed"),
+    ]
+
+    result = ingest(db, jsonl(events))
+
+    assert (result.accepted, result.rejected) == (4, 0)
+    assert {row["pipeline_name"] for row in stored(db)} == {"daily_sales"}
+
+
+def test_a_name_in_an_earlier_batch_registers_the_run_for_later_batches(db: Connection) -> None:
+    events = [event(pipeline_name="daily_sales"), event(minute=1), event(minute=2)]
+
+    result = ingest(db, jsonl(events), batch_lines=1)
+
+    assert (result.accepted, result.rejected) == (3, 0)
+
+
+def test_a_name_only_in_a_later_batch_does_not_count(db: Connection) -> None:
+    """The contract looks for the name in the event's own batch, not in the rest of the file."""
+    events = [event(), event(minute=1, pipeline_name="daily_sales")]
+
+    result = ingest(db, jsonl(events), batch_lines=1)
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert quarantined(db)[0]["line_number"] == 1
+
+
+def test_known_run_is_reached_by_run_key_or_pipeline_id_without_a_name(db: Connection) -> None:
+    ingest(db, jsonl([event(pipeline_name="daily_sales")]))
+    known_id = pipeline_id(db, "run-1")
+
+    result = ingest(
+        db,
+        jsonl(
+            [
+                event(minute=1, stage_name="extract"),
+                event(run_key=None, pipeline_id=known_id, minute=2, stage_name="extract"),
+                event(pipeline_id=known_id, minute=3, pipeline_name="daily_sales"),
+            ]
+        ),
+    )
+
+    assert (result.accepted, result.rejected) == (3, 0)
+    assert {row["run_key"] for row in stored(db)} == {"run-1"}
+
+
+def test_unknown_pipeline_id_is_rejected(db: Connection) -> None:
+    ingest(db, jsonl([event(pipeline_name="daily_sales")]))
+    unknown = pipeline_id(db, "run-1") + 1000
+
+    result = ingest(db, jsonl([event(run_key=None, pipeline_id=unknown, pipeline_name="p")]))
+
+    assert (result.accepted, result.rejected) == (0, 1)
+    assert quarantined(db)[0]["reason"] == f"pipeline_id: {unknown} is not a known run id"
+    assert query(db, "select count(*) as n from raw.runs") == [{"n": 1}]
+
+
+@pytest.mark.parametrize("by", ["run_key", "pipeline_id"])
+def test_a_different_pipeline_name_for_a_known_run_is_rejected(db: Connection, by: str) -> None:
+    ingest(db, jsonl([event(pipeline_name="daily_sales")]))
+    known_id = pipeline_id(db, "run-1")
+    address = (
+        {"run_key": "run-1"} if by == "run_key" else {"run_key": None, "pipeline_id": known_id}
+    )
+
+    result = ingest(db, jsonl([event(minute=1, pipeline_name="weekly_sales", **address)]))
+
+    assert (result.accepted, result.rejected) == (0, 1)
+    assert quarantined(db)[0]["reason"] == (
+        "pipeline_name: 'weekly_sales' differs from 'daily_sales', "
+        "the name this run was registered with"
+    )
+
+
+def test_two_names_for_a_new_run_in_one_batch_the_first_line_wins(db: Connection) -> None:
+    events = [
+        event(minute=1, pipeline_name="weekly_sales"),
+        event(minute=0, pipeline_name="daily_sales"),
+    ]
+
+    result = ingest(db, jsonl(events))
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert query(db, "select pipeline_name from raw.runs") == [{"pipeline_name": "weekly_sales"}]
+    [row] = quarantined(db)
+    assert row["line_number"] == 2
+    assert row["reason"].startswith("pipeline_name: 'daily_sales' differs from 'weekly_sales'")
+
+
+def test_pipeline_id_and_run_key_that_disagree_are_rejected(db: Connection) -> None:
+    ingest(db, jsonl([event("run-a", pipeline_name="p"), event("run-b", pipeline_name="p")]))
+    id_a, id_b = pipeline_id(db, "run-a"), pipeline_id(db, "run-b")
+
+    result = ingest(
+        db,
+        jsonl([event("run-a", minute=1, pipeline_id=id_b), event("run-a", pipeline_id=id_a)]),
+    )
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    [row] = quarantined(db)
+    assert row["line_number"] == 1
+    assert (
+        row["reason"] == f"pipeline_id: {id_b} does not match run_key 'run-a', which has id {id_a}"
+    )
+
+
+def test_pipeline_id_given_with_a_new_run_key_is_rejected(db: Connection) -> None:
+    ingest(db, jsonl([event("run-a", pipeline_name="p")]))
+    id_a = pipeline_id(db, "run-a")
+
+    result = ingest(db, jsonl([event("run-new", pipeline_name="p", pipeline_id=id_a)]))
+
+    assert (result.accepted, result.rejected) == (0, 1)
+    assert quarantined(db)[0]["reason"].startswith(f"pipeline_id: {id_a} does not match")
+    assert {row["run_key"] for row in stored(db)} == {"run-a"}
+
+
+def test_a_quarantined_event_registers_no_run(db: Connection) -> None:
+    """Only a stored event may name a new run; else its later nameless events slip in."""
+    ingest(db, jsonl([event("run-a", pipeline_name="p")]))
+    id_a = pipeline_id(db, "run-a")
+    ingest(db, jsonl([event("run-new", pipeline_name="p", pipeline_id=id_a)]))
+
+    result = ingest(db, jsonl([event("run-new", minute=1)]))
+
+    assert query(db, "select run_key from raw.runs") == [{"run_key": "run-a"}]
+    assert (result.accepted, result.rejected) == (0, 1)
+    assert result.rejections[0].reason.startswith("pipeline_name: required")
+
+
+def test_a_quarantined_event_does_not_decide_the_name_of_a_new_run(db: Connection) -> None:
+    ingest(db, jsonl([event("run-a", pipeline_name="p")]))
+    id_a = pipeline_id(db, "run-a")
+    events = [
+        event("run-new", pipeline_name="wrong", pipeline_id=id_a),
+        event("run-new", minute=1, pipeline_name="right"),
+    ]
+
+    result = ingest(db, jsonl(events))
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert result.rejections[0].line_number == 1
+    assert query(db, "select pipeline_name from raw.runs where run_key = 'run-new'") == [
+        {"pipeline_name": "right"}
+    ]
+
+
+def test_run_and_stage_ids_are_stable_across_batches(db: Connection) -> None:
+    ingest(
+        db,
+        jsonl(
+            [
+                event("run-a", pipeline_name="p", stage_name="extract"),
+                event("run-b", pipeline_name="p", stage_name="extract"),
+            ]
+        ),
+    )
+    runs_before = {key: pipeline_id(db, key) for key in ("run-a", "run-b")}
+    stages_before = stage_ids(db)
+
+    ingest(
+        db,
+        jsonl(
+            [
+                event("run-c", pipeline_name="p", stage_name="extract"),
+                event("run-b", minute=1, stage_name="extract", status="completed"),
+                event("run-a", minute=1, stage_name="extract", status="completed"),
+                event("run-a", minute=2, stage_name="load"),
+            ]
+        ),
+    )
+
+    assert {key: pipeline_id(db, key) for key in ("run-a", "run-b")} == runs_before
+    stages_after = stage_ids(db)
+    assert {key: stages_after[key] for key in stages_before} == stages_before
+    assert len(stages_after) == 4
+    assert len(set(stages_after.values())) == 4
+    assert sorted(row["stage_name"] for row in stored(db)) == ["extract"] * 5 + ["load"]
+
+
+def test_small_batches_give_the_same_result_as_one_batch(db: Connection) -> None:
+    duplicate = event("run-b", minute=1, stage_name="load", records_processed=5)
+    events = [
+        event("run-a", pipeline_name="daily_sales"),
+        event("run-b", pipeline_name="hourly_sync"),
+        event("run-a", minute=1, stage_name="extract"),
+        duplicate,
+        event("run-a", minute=2, stage_name="extract", status="completed", records_processed=7),
+        {**duplicate, "records_processed": 6},
+        event("run-c", pipeline_name="daily_sales", stage_name="extract"),
+        event("run-b", minute=3, stage_name="load", status="failed", error_message="boom"),
+        event("run-a", minute=4, pipeline_name="other_name"),
+        event("run-b", minute=4, stage_name="load", attempt=2),
+        {**duplicate, "status": "completed"},
+        event("run-c", minute=5, status="completed"),
+    ]
+    lines = [line(document) for document in events]
+    lines[3:3] = [b"", b"{bad json"]
+    lines[9:9] = [b'{"run_key": "run-a", "status": "running"}', b"   "]
+    data = b"\n".join(lines) + b"\n"
+
+    def load(batch_lines: int) -> tuple[Any, ...]:
+        db.execute("truncate raw.run_events, raw.stages, raw.runs, raw.quarantined_events")
+        result = ingest(db, data, batch_lines=batch_lines)
+        rejections = [(item.line_number, item.reason, item.raw) for item in result.rejections]
+        quarantine = [
+            (row["line_number"], row["reason"], bytes(row["raw_line"])) for row in quarantined(db)
+        ]
+        return result.accepted, result.duplicates, rejections, quarantine, stored(db)
+
+    in_small_batches = load(3)
+    in_one_batch = load(10_000)
+
+    assert in_small_batches == in_one_batch
+    accepted, duplicates, rejections, _, rows = in_one_batch
+    assert (accepted, duplicates, len(rejections)) == (9, 2, 3)
+    assert stored_event(db, duplicate["event_id"])["records_processed"] == 5
+    assert len(rows) == 9
+
+
+def test_write_batch_quarantines_rejections_even_without_candidates(db: Connection) -> None:
+    rejections = [Rejection("status: missing", b"{}", 4), Rejection("not valid JSON", b"{", None)]
+
+    result = write_batch(db, [], rejections, source="unit")
+
+    assert (result.accepted, result.duplicates, result.rejected) == (0, 0, 2)
+    rows = query(db, "select source, line_number, reason, raw_line from raw.quarantined_events")
+    assert sorted((row["line_number"] or 0, bytes(row["raw_line"])) for row in rows) == [
+        (0, b"{"),
+        (4, b"{}"),
+    ]
+    assert {row["source"] for row in rows} == {"unit"}
+
+
+def test_write_batch_needs_an_autocommit_connection(database: Settings, db: Connection) -> None:
+    candidate = Candidate(parse_event(event(pipeline_name="p")), b"{}", 1)
+    with connect(database) as conn, pytest.raises(ValueError, match="autocommit"):
+        write_batch(conn, [candidate], source="unit")
+    assert stored(db) == []

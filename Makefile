@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 WITH_DB = eval "$$($(BIN)/python -m loader db env)" &&
 DBT = $(BIN)/dbt --no-use-colors
 
-.PHONY: help setup demo test lint format typecheck pytest dbt-build db-start db-stop docs compose-check clean
+.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop docs clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,23 +39,33 @@ demo: db-start  ## Load a realistic history through the loader, build with dbt, 
 lint: setup  ## ruff, ruff format --check, sqlfluff, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(WITH_DB) $(BIN)/sqlfluff lint models macros dbt_tests loader/sql
+	$(BIN)/sqlfluff lint models macros dbt_tests loader/sql
 	$(BIN)/mypy
 
 format: setup  ## Apply ruff and sqlfluff fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
-	$(WITH_DB) $(BIN)/sqlfluff fix models macros dbt_tests loader/sql
+	$(BIN)/sqlfluff fix models macros dbt_tests loader/sql
 
-pytest: db-start  ## The pytest suite against the embedded PostgreSQL
+pytest: db-start  ## The pytest suite against the embedded PostgreSQL (18)
 	$(BIN)/pytest
 
-dbt-build: db-start  ## `dbt build` (models, seeds and every dbt test) on a fresh simulated history
+# The other major version this machine has; `make test` covers it when installed.
+PG15_BIN ?= /usr/lib/postgresql/15/bin
+
+pytest-pg15: setup  ## The pytest suite against a throwaway PostgreSQL 15
+	@if [ -x $(PG15_BIN)/postgres ]; then \
+		scripts/with-postgres.sh $(PG15_BIN) $(BIN)/pytest -q; \
+	else \
+		echo "no PostgreSQL 15 binaries in $(PG15_BIN): install postgresql-15 to test it"; \
+	fi
+
+dbt-build: db-start  ## `dbt build` (models and every dbt test) on the simulated demo history
 	$(BIN)/python -m loader init
 	$(BIN)/python -m loader simulate
 	$(WITH_DB) $(DBT) build
 
-test: lint pytest dbt-build  ## Every check: lint, pytest, dbt build
+test: lint pytest pytest-pg15 dbt-build  ## Every check: lint, pytest (PostgreSQL 18 and 15), dbt build
 
 docs: db-start  ## Generate and serve the dbt docs site
 	$(WITH_DB) $(DBT) docs generate && $(WITH_DB) $(DBT) docs serve

@@ -194,7 +194,7 @@ select position, rejection from incoming_events where rejection is not null
 """
 
 _INSERT_QUARANTINE = """
-insert into raw.quarantined_events (source, line_number, reason, raw_line)
+insert into raw.quarantined_events (origin, line_number, reason, raw_line)
 values (%s, %s, %s, %s)
 """
 

@@ -10,7 +10,7 @@
     {{ return(['completed', 'failed']) }}
 {%- endmacro %}
 
-{#- An integer that orders statuses by precedence (pending = 1 ... failed = 4). -#}
+{#- An integer ordering statuses by precedence (pending = 1 ... failed = 4). -#}
 {% macro status_precedence(status_column) -%}
     case {{ status_column }}
     {%- for status in pipeline_statuses() %}

@@ -203,8 +203,8 @@ def test_emit_many_stores_good_events_and_quarantines_the_bad_one(
         "",
         "extract",
     ]
-    [row] = query(db, "select source, line_number, reason, raw_line from raw.quarantined_events")
-    assert (row["source"], row["line_number"]) == ("api", 2)
+    [row] = query(db, "select origin, line_number, reason, raw_line from raw.quarantined_events")
+    assert (row["origin"], row["line_number"]) == ("api", 2)
     assert row["reason"].startswith("records_processed: ")
     assert b'"records_processed": -5' in bytes(row["raw_line"])
 

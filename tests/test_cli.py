@@ -99,7 +99,7 @@ def test_start_stage_and_finish_record_a_run(database: Settings, db: Connection)
         ("b", "failed", None, "no disk", 2),
         (None, "completed", 5, None, 1),
     ]
-    assert query(db, "select distinct source from raw.quarantined_events") == []
+    assert query(db, "select distinct origin from raw.quarantined_events") == []
 
 
 def test_start_pending_with_a_run_key_is_idempotent(database: Settings, db: Connection) -> None:
@@ -148,10 +148,10 @@ def test_ingest_reports_bad_lines_and_counts_and_exits_2(
     assert f"{path}: line 5: pipeline_name: required" in result.stderr
     assert counts(result.stdout) == (1, 1, 2)
     assert result.stdout.startswith(f"{path}: 1 accepted, 1 duplicate, 2 rejected")
-    rows = query(db, "select source, line_number from raw.quarantined_events order by 2")
+    rows = query(db, "select origin, line_number from raw.quarantined_events order by 2")
     assert rows == [
-        {"source": str(path), "line_number": 2},
-        {"source": str(path), "line_number": 5},
+        {"origin": str(path), "line_number": 2},
+        {"origin": str(path), "line_number": 5},
     ]
 
 

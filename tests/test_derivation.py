@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contract_rules import Delivery, derive_tables
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support import query
 
@@ -176,6 +176,8 @@ _deliveries = st.builds(
 @settings(
     max_examples=25,
     deadline=None,
+    # Each example costs several dbt runs: report the failing example unshrunk.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
@@ -206,3 +208,24 @@ def test_any_order_batching_and_duplicates_give_the_contract_tables(
 
     run_dbt("run", "--full-refresh")
     assert tables(db) == incremental
+
+
+def test_a_load_between_the_two_models_reaches_pipelines_in_the_next_build(ledger, db, run_dbt):
+    """A load that commits after pipeline_stages read raw and before pipelines did.
+
+    Building pipelines alone stands for that window: it sees the run's failure while
+    pipeline_stages does not yet; the next build must still show the stage's error.
+    """
+    deliver(ledger, [event(minute=0), event(stage="load", minute=1)])
+    run_dbt("run")
+    deliver(
+        ledger,
+        [
+            event(stage="load", status="failed", minute=2, error_message="boom"),
+            event(status="failed", minute=3),
+        ],
+    )
+    run_dbt("run", "--select", "pipelines")
+    assert tables(db)[0]["run-1"]["error_message"] is None  # the window: stale stages
+    run_dbt("run")
+    assert tables(db)[0]["run-1"]["error_message"] == "load: boom"

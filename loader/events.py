@@ -77,6 +77,11 @@ def derived_event_id(*parts: str) -> uuid.UUID:
     return uuid.uuid5(_DERIVED_ID_NAMESPACE, json.dumps(parts))
 
 
+def document_bytes(document: Mapping[str, Any]) -> bytes:
+    """Return a decoded event as the JSON line a bulk file would hold (no newline)."""
+    return json.dumps(document, default=str).encode()
+
+
 def parse_line(line: bytes) -> Event:
     """Validate one JSON line of a bulk file into an Event, or raise BadEventError."""
     try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loader.errors import ConfigurationError
+from loader.spool import default_spool_dir
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDED_DIR = REPOSITORY_ROOT / ".pgdata"
@@ -28,7 +29,10 @@ class Settings:
     user: str = EMBEDDED_USER
     password: str = ""
     connect_timeout: float = 10.0
+    statement_timeout: float = 30.0
     embedded_dir: Path = DEFAULT_EMBEDDED_DIR
+    spool_dir: Path = field(default_factory=default_spool_dir)
+    strict: bool = False
 
     @property
     def is_embedded(self) -> bool:
@@ -39,26 +43,31 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from the original stack's `DATABASE_*` variables.
 
-        `LEDGER_EMBEDDED_DIR` moves the embedded server's data folder, and
-        `LEDGER_CONNECT_TIMEOUT` bounds how long a connection attempt may take (seconds).
+        And the loader's own: `LEDGER_EMBEDDED_DIR` (the embedded server's data folder),
+        `LEDGER_CONNECT_TIMEOUT` and `LEDGER_STATEMENT_TIMEOUT` (seconds), `LEDGER_SPOOL_DIR`
+        (where events wait while the database is unreachable) and `LEDGER_STRICT` (1: raise
+        instead of spooling).
         """
         env = os.environ if env is None else env
         defaults = cls()
-        try:
-            port = int(env.get("DATABASE_PORT") or defaults.port)
-            connect_timeout = float(env.get("LEDGER_CONNECT_TIMEOUT") or defaults.connect_timeout)
-        except ValueError as error:
-            raise ConfigurationError(f"DATABASE_PORT / LEDGER_CONNECT_TIMEOUT: {error}") from None
-        if not 1 <= port <= 65535:
-            raise ConfigurationError(f"DATABASE_PORT: {port} is not a TCP port (1 to 65535)")
+        port = float(_positive_number(env, "DATABASE_PORT", defaults.port))
+        if not port.is_integer() or port > 65535:
+            raise ConfigurationError(f"DATABASE_PORT: {port:g} is not a TCP port (1 to 65535)")
         return cls(
             host=env.get("DATABASE_HOST") or None,
-            port=port,
+            port=int(port),
             dbname=env.get("DATABASE_NAME") or defaults.dbname,
             user=env.get("DATABASE_USERNAME") or defaults.user,
             password=env.get("DATABASE_PASSWORD", defaults.password),
-            connect_timeout=connect_timeout,
+            connect_timeout=_positive_number(
+                env, "LEDGER_CONNECT_TIMEOUT", defaults.connect_timeout
+            ),
+            statement_timeout=_positive_number(
+                env, "LEDGER_STATEMENT_TIMEOUT", defaults.statement_timeout
+            ),
             embedded_dir=Path(env.get("LEDGER_EMBEDDED_DIR") or defaults.embedded_dir),
+            spool_dir=Path(env.get("LEDGER_SPOOL_DIR") or defaults.spool_dir),
+            strict=env.get("LEDGER_STRICT", "").lower() in {"1", "true", "yes"},
         )
 
     def as_env(self) -> dict[str, str]:
@@ -71,3 +80,16 @@ class Settings:
             ("DATABASE_PASSWORD", "PGPASSWORD"): self.password,
         }
         return {name: value for names, value in values.items() for name in names}
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}: {value!r} is not a number") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}: {value!r} must be positive")
+    return number

@@ -81,7 +81,7 @@ class _RunRecorder:
 
     def record(self, status: str, at: datetime, **fields: object) -> None:
         self.sequence += 1
-        event_id = derived_event_id("simulate", self.run.run_key, str(self.sequence))
+        event_id = derived_event_id("simulate", str(self.run.run_key), str(self.sequence))
         self.run.record(status, at=at, event_id=str(event_id), **fields)  # type: ignore[arg-type]
 
 

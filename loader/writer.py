@@ -26,11 +26,13 @@ class Rejection:
 
 @dataclass(slots=True)
 class LoadResult:
-    """What a load did: events newly stored, duplicates skipped, lines rejected."""
+    """What a load did: events newly stored, duplicates skipped, lines rejected or spooled."""
 
     accepted: int = 0
     duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    spooled: int = 0
+    """Events kept in the local spool because the database was unreachable."""
 
     @property
     def rejected(self) -> int:
@@ -42,6 +44,7 @@ class LoadResult:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejections.extend(other.rejections)
+        self.spooled += other.spooled
 
 
 @dataclass(frozen=True, slots=True)

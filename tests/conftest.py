@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterator
 
 import pytest
 from psycopg import sql
-from support import PROJECT_DIR
+from support import dbt
 
 from loader import Ledger, Settings
 from loader.connection import Connection, connect, resolve
@@ -61,31 +62,7 @@ def ledger(database: Settings, db: Connection) -> Iterator[Ledger]:
 
 
 @pytest.fixture(scope="module")
-def run_dbt(database: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunDbt]:
+def run_dbt(database: Settings, tmp_path_factory: pytest.TempPathFactory) -> RunDbt:
     """Run a dbt command (through dbtRunner) against this module's database."""
-    from dbt.cli.main import dbtRunner  # noqa: PLC0415  # slow import, only where dbt runs
-
     target = tmp_path_factory.mktemp("dbt")
-    runner = dbtRunner()
-
-    def invoke(*args: str) -> None:
-        result = runner.invoke(
-            [
-                *args,
-                "--project-dir", str(PROJECT_DIR),
-                "--profiles-dir", str(PROJECT_DIR),
-                "--target-path", str(target / "target"),
-                "--log-path", str(target / "logs"),
-                "--log-level-file", "none",
-                "--quiet",
-            ]
-        )  # fmt: skip
-        if not result.success:
-            raise AssertionError(
-                f"dbt {' '.join(args)} failed: {result.exception or result.result}"
-            )
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in database.as_env().items():
-            patch.setenv(name, value)
-        yield invoke
+    return functools.partial(dbt, database, target)

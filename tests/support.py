@@ -7,7 +7,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from loader.connection import Connection
+from loader.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,3 +25,25 @@ def query(conn: Connection, statement: str, params: Iterable[Any] = ()) -> list[
 def jsonl(events: Iterable[Mapping[str, Any]]) -> bytes:
     """Return events as a JSON-lines file's bytes."""
     return b"".join(json.dumps(event).encode() + b"\n" for event in events)
+
+
+def dbt(settings: Settings, target: Path, *args: str) -> None:
+    """Run a dbt command through dbtRunner against `settings`' database; fail on error."""
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415  # slow import, only where dbt runs
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.as_env().items():
+            patch.setenv(name, value)
+        result = dbtRunner().invoke(
+            [
+                *args,
+                "--project-dir", str(PROJECT_DIR),
+                "--profiles-dir", str(PROJECT_DIR),
+                "--target-path", str(target / "target"),
+                "--log-path", str(target / "logs"),
+                "--log-level-file", "none",
+                "--quiet",
+            ]
+        )  # fmt: skip
+    if not result.success:
+        raise AssertionError(f"dbt {' '.join(args)} failed: {result.exception or result.result}")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support import query
 
-from loader import BadEventError, Ledger, RejectedEventsError
+from loader import Ledger, RejectedEventsError
 from loader.connection import Connection
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
@@ -225,23 +225,30 @@ def test_emit_fills_event_time_with_now(ledger: Ledger, db: Connection) -> None:
     assert before <= row["event_time"] <= after
 
 
-def test_attach_returns_the_recorded_run(ledger: Ledger) -> None:
+def test_attach_records_on_a_run_by_id_or_run_key(ledger: Ledger, db: Connection) -> None:
     run = ledger.start_run("daily_sales", run_key="flow-1")
 
-    attached = ledger.attach(run.id)
+    ledger.attach(run.id).stage("extract").started()
+    ledger.attach("flow-1").stage("load").started()
 
-    assert (attached.id, attached.pipeline_name, attached.run_key) == (
-        run.id,
-        "daily_sales",
-        "flow-1",
+    rows = query(
+        db,
+        "select stages.pipeline_id, stages.stage_name from raw.run_events as events"
+        " inner join raw.stages using (stage_id) order by stages.stage_name",
     )
+    assert rows == [
+        {"pipeline_id": run.id, "stage_name": "extract"},
+        {"pipeline_id": run.id, "stage_name": "load"},
+    ]
 
 
-def test_attach_an_unknown_id_raises_bad_event_error(ledger: Ledger) -> None:
-    with pytest.raises(BadEventError) as caught:
-        ledger.attach(424242)
-    assert caught.value.field == "pipeline_id"
-    assert "424242 is not a known run id" in str(caught.value)
+def test_an_unknown_id_is_rejected_when_its_first_event_is_recorded(
+    ledger: Ledger, db: Connection
+) -> None:
+    run = ledger.attach(424242)
+    with pytest.raises(RejectedEventsError, match="pipeline_id: 424242 is not a known run id"):
+        run.completed()
+    assert query(db, "select count(*) as n from raw.quarantined_events") == [{"n": 1}]
 
 
 def test_ledger_reconnects_after_its_connection_is_closed(ledger: Ledger, db: Connection) -> None:

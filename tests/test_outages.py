@@ -142,6 +142,22 @@ def test_strict_mode_raises_instead_of_spooling(server_dir, tmp_path):
     assert not (tmp_path / "spool").exists()
 
 
+def test_a_stuck_database_costs_the_job_one_statement_timeout(server_dir, tmp_path):
+    """A lock held elsewhere makes the insert wait: the timeout turns the wait into spooling."""
+    settings = dataclasses.replace(
+        fresh_database(server_dir, "stuck", tmp_path / "spool"), statement_timeout=0.5
+    )
+    with Ledger(settings) as ledger, connect(settings) as blocker:
+        run = ledger.start_run("nightly", run_key="stuck-1", at=at(0))
+        blocker.execute("lock table raw.run_events in access exclusive mode")
+        result = ledger.emit({"pipeline_id": run.id, "status": "completed", "event_time": at(5)})
+        assert result.spooled == 1
+        blocker.rollback()
+        run.record("running", stage_name="late", at=at(6))
+    with connect(settings) as conn:
+        assert query(conn, "select count(*) as n from raw.run_events") == [{"n": 3}]
+
+
 def backfill_events() -> list[dict[str, Any]]:
     """A backfill large enough that its COPY is still running when the killer looks."""
     return [

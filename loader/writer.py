@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from loader.connection import Connection
 from loader.events import Event
@@ -74,6 +75,16 @@ create temporary table if not exists incoming_events (
     registered_name text,
     rejection text
 ) on commit delete rows
+"""
+
+# Below this many events a batch is a job's call: latency matters more than throughput.
+_PIPELINED_BATCH_LIMIT = 100
+
+_INSERT_INCOMING = """
+insert into incoming_events (
+    position, event_id, run_key, pipeline_id, pipeline_name, stage_name, status,
+    event_time, records_processed, error_message, attempt, attributes
+) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 _COPY_INCOMING = """
@@ -192,6 +203,31 @@ order by event_id, position
 on conflict (event_id) do nothing
 """
 
+# One event of a run and stage already registered, in one statement (a job's usual call).
+# It inserts nothing when anything needs the full path: a new run or stage, a name that
+# differs, or a duplicate event_id; the full path then decides, in its own transaction.
+_INSERT_RESOLVED_EVENT = """
+insert into raw.run_events (
+    event_id, pipeline_id, stage_id, status, event_time,
+    records_processed, error_message, attempt, attributes
+)
+select
+    %(event_id)s, runs.pipeline_id, stages.stage_id, %(status)s, %(event_time)s,
+    %(records_processed)s, %(error_message)s, %(attempt)s, %(attributes)s::jsonb
+from raw.runs
+left join raw.stages
+    on stages.pipeline_id = runs.pipeline_id and stages.stage_name = %(stage_name)s
+where
+    runs.pipeline_id = coalesce(
+        %(pipeline_id)s::bigint,
+        (select by_key.pipeline_id from raw.runs as by_key where by_key.run_key = %(run_key)s)
+    )
+    and (%(run_key)s::text is null or runs.run_key = %(run_key)s)
+    and (%(pipeline_name)s::text is null or runs.pipeline_name = %(pipeline_name)s)
+    and (%(stage_name)s::text is null) = (stages.stage_id is null)
+on conflict (event_id) do nothing
+"""
+
 _SELECT_REJECTIONS = """
 select position, rejection from incoming_events where rejection is not null
 """
@@ -217,36 +253,74 @@ def write_batch(
     """
     if not conn.autocommit:
         raise ValueError("write_batch needs an autocommit connection: each batch commits")
+    if len(candidates) == 1 and not rejections and _insert_resolved(conn, candidates[0].event):
+        return LoadResult(accepted=1)
     result = LoadResult(rejections=list(rejections))
-    with conn.transaction(), conn.cursor() as cursor:
+    with conn.transaction():
         if candidates:
-            cursor.execute(_CREATE_INCOMING)
-            with cursor.copy(_COPY_INCOMING) as copy:
-                for position, candidate in enumerate(candidates):
-                    copy.write_row(_incoming_row(position, candidate.event))
-            cursor.execute(_RESOLVE_BY_RUN_KEY)
-            cursor.execute(_RESOLVE_BY_PIPELINE_ID)
-            cursor.execute(_REJECT_UNRESOLVED, {"final": False})
-            cursor.execute(_REGISTER_RUNS)
-            cursor.execute(_RESOLVE_BY_RUN_KEY)
-            cursor.execute(_REJECT_UNRESOLVED, {"final": True})
-            cursor.execute(_REGISTER_STAGES)
-            cursor.execute(_RESOLVE_STAGES)
-            cursor.execute(_INSERT_EVENTS)
-            result.accepted = max(cursor.rowcount, 0)
+            result.accepted, late = _store(conn, candidates)
             late_rejections = [
                 Rejection(reason, candidates[position].raw, candidates[position].line_number)
-                for position, reason in cursor.execute(_SELECT_REJECTIONS)
+                for position, reason in late
             ]
             result.duplicates = len(candidates) - len(late_rejections) - result.accepted
             result.rejections.extend(late_rejections)
             result.rejections.sort(key=lambda item: item.line_number or 0)
         if result.rejections:
-            cursor.executemany(
-                _INSERT_QUARANTINE,
-                [(source, item.line_number, item.reason, item.raw) for item in result.rejections],
-            )
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    _INSERT_QUARANTINE,
+                    [
+                        (source, item.line_number, item.reason, item.raw)
+                        for item in result.rejections
+                    ],
+                )
     return result
+
+
+def _store(conn: Connection, candidates: Sequence[Candidate]) -> tuple[int, list[Any]]:
+    """Run the set-based steps; return the events inserted and (position, reason) rejected.
+
+    After the COPY, every statement goes out in one pipeline: a single round trip. A small
+    batch (a job's call) skips COPY, which cannot be pipelined, for a multi-row insert.
+    """
+    rows = (
+        _incoming_row(position, candidate.event) for position, candidate in enumerate(candidates)
+    )
+    is_small = len(candidates) <= _PIPELINED_BATCH_LIMIT
+    with conn.cursor() as steps, conn.cursor() as inserted, conn.cursor() as rejected:
+        if not is_small:
+            steps.execute(_CREATE_INCOMING)
+            with steps.copy(_COPY_INCOMING) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        with conn.pipeline():
+            if is_small:
+                steps.execute(_CREATE_INCOMING)
+                steps.executemany(_INSERT_INCOMING, list(rows))
+            steps.execute(_RESOLVE_BY_RUN_KEY)
+            steps.execute(_RESOLVE_BY_PIPELINE_ID)
+            steps.execute(_REJECT_UNRESOLVED, {"final": False})
+            steps.execute(_REGISTER_RUNS)
+            steps.execute(_RESOLVE_BY_RUN_KEY)
+            steps.execute(_REJECT_UNRESOLVED, {"final": True})
+            steps.execute(_REGISTER_STAGES)
+            steps.execute(_RESOLVE_STAGES)
+            inserted.execute(_INSERT_EVENTS)
+            rejected.execute(_SELECT_REJECTIONS)
+        return max(inserted.rowcount, 0), rejected.fetchall()
+
+
+def _insert_resolved(conn: Connection, event: Event) -> bool:
+    """Try the one-statement path; return whether the event was stored by it."""
+    params = dict(zip(_INCOMING_COLUMNS, _incoming_row(0, event), strict=True))
+    return conn.execute(_INSERT_RESOLVED_EVENT, params).rowcount == 1
+
+
+_INCOMING_COLUMNS = (
+    "position", "event_id", "run_key", "pipeline_id", "pipeline_name", "stage_name",
+    "status", "event_time", "records_processed", "error_message", "attempt", "attributes",
+)  # fmt: skip
 
 
 def _incoming_row(position: int, event: Event) -> tuple[object, ...]:

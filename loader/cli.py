@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from loader import connection, embedded
@@ -14,6 +15,7 @@ from loader.api import Ledger
 from loader.errors import BadEventError, LedgerError, RejectedEventsError
 from loader.events import STATUSES, TERMINAL_STATUSES
 from loader.ingest import ingest_stream
+from loader.prune import prune
 from loader.report import print_report
 from loader.schema import create_raw_schema
 from loader.settings import Settings
@@ -76,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     finish.add_argument("--records", type=int)
     finish.add_argument("--error")
     finish.set_defaults(command=_finish)
+
+    prune = commands.add_parser(
+        "prune", help="delete raw events of runs that ended before DATE, once dbt built them"
+    )
+    prune.add_argument(
+        "--before", required=True, type=_utc_datetime, metavar="DATE",
+        help="a date (midnight UTC) or an ISO 8601 timestamp (UTC when it has no offset)",
+    )  # fmt: skip
+    prune.set_defaults(command=_prune)
 
     flush = commands.add_parser("flush", help="deliver the events spooled during an outage")
     flush.set_defaults(command=_flush)
@@ -181,6 +192,22 @@ def _flush(args: argparse.Namespace, settings: Settings) -> int:
         f" from {settings.spool_dir}"
     )
     return EXIT_REJECTED if result.rejections else 0
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    with connection.connect(connection.resolve(settings), autocommit=True) as conn:
+        result = prune(conn, before=args.before)
+    print(
+        f"pruned {result.events} raw events of {result.runs} runs that ended before "
+        f"{args.before.astimezone(UTC):%Y-%m-%d %H:%M}Z; kept {result.kept} ended runs"
+        " dbt has not built yet"
+    )
+    return 0
+
+
+def _utc_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _run_reference(text: str) -> int | str:

@@ -73,6 +73,7 @@ create temporary table if not exists incoming_events (
     attributes jsonb,
     stage_id bigint,
     registered_name text,
+    pruned_at timestamptz,
     rejection text
 ) on commit delete rows
 """
@@ -99,6 +100,7 @@ copy incoming_events (
 _RESOLVE_BY_RUN_KEY = """
 update incoming_events as incoming
 set registered_name = runs.pipeline_name,
+    pruned_at = runs.pruned_at,
     rejection = case
         when incoming.pipeline_id <> runs.pipeline_id then format(
             'pipeline_id: %s does not match run_key %L, which has id %s',
@@ -114,7 +116,8 @@ where
 
 _RESOLVE_BY_PIPELINE_ID = """
 update incoming_events as incoming
-set registered_name = runs.pipeline_name
+set registered_name = runs.pipeline_name,
+    pruned_at = runs.pruned_at
 from raw.runs as runs
 where incoming.run_key is null and runs.pipeline_id = incoming.pipeline_id
 """
@@ -132,6 +135,9 @@ set rejection = case
         'pipeline_name: required, run_key %%L is a new run '
         'and nothing in its batch names its pipeline',
         run_key)
+    when pruned_at is not null then format(
+        'pipeline_id: run %%s was pruned at %%s, its history is closed',
+        pipeline_id, pruned_at)
     when pipeline_name <> registered_name then format(
         'pipeline_name: %%L differs from %%L, the name this run was registered with',
         pipeline_name, registered_name)
@@ -225,6 +231,7 @@ where
     and (%(run_key)s::text is null or runs.run_key = %(run_key)s)
     and (%(pipeline_name)s::text is null or runs.pipeline_name = %(pipeline_name)s)
     and (%(stage_name)s::text is null) = (stages.stage_id is null)
+    and runs.pruned_at is null
 on conflict (event_id) do nothing
 """
 

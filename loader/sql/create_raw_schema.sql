@@ -14,6 +14,10 @@ create table if not exists raw.runs (
     registered_at timestamptz not null default now()
 );
 
+-- Set by `loader prune` when the run's raw events are deleted: its history is
+-- closed, and a late event for it is quarantined rather than re-opening it.
+alter table raw.runs add column if not exists pruned_at timestamptz;
+
 -- One row per (run, stage): its integer id, stable across full refreshes.
 create table if not exists raw.stages (
     stage_id bigint generated always as identity primary key,

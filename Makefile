@@ -60,10 +60,11 @@ pytest-pg15: setup  ## The pytest suite against a throwaway PostgreSQL 15
 		echo "no PostgreSQL 15 binaries in $(PG15_BIN): install postgresql-15 to test it"; \
 	fi
 
-dbt-build: db-start  ## `dbt build` (models and every dbt test) on the simulated demo history
+dbt-build: db-start  ## `dbt build` (models and every dbt test) and source freshness on the demo history
 	$(BIN)/python -m loader init
 	$(BIN)/python -m loader simulate
 	$(WITH_DB) $(DBT) build
+	$(WITH_DB) $(DBT) source freshness
 
 test: lint pytest pytest-pg15 dbt-build  ## Every check: lint, pytest (PostgreSQL 18 and 15), dbt build
 

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 WITH_DB = eval "$$($(BIN)/python -m loader db env)" &&
 DBT = $(BIN)/dbt --no-use-colors
 
-.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop docs clean
+.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles docs clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ db-start: setup  ## Start (or reuse) the embedded PostgreSQL in .pgdata/
 
 db-stop: setup  ## Stop the embedded PostgreSQL
 	$(BIN)/python -m loader db stop
+
+roles: setup  ## Create the raw schema, then the access-control roles and grants (needs CREATEROLE)
+	$(BIN)/python -m loader init
+	$(BIN)/python -m loader roles
 
 demo: db-start  ## Load a realistic history through the loader, build with dbt, show the result
 	$(BIN)/python -m loader init

@@ -17,6 +17,7 @@ from loader.events import STATUSES, TERMINAL_STATUSES
 from loader.ingest import ingest_stream
 from loader.prune import prune
 from loader.report import print_report
+from loader.roles import ROLES, RolesNotPermittedError, create_roles, roles_sql
 from loader.schema import create_raw_schema
 from loader.settings import Settings
 from loader.simulate import simulate
@@ -51,8 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["start", "stop", "status", "env"])
     db.set_defaults(command=_db)
 
-    init = commands.add_parser("init", help="create the raw schema (idempotent)")
+    init = commands.add_parser(
+        "init", help="create the raw schema and, given CREATEROLE, the roles (idempotent)"
+    )
     init.set_defaults(command=_init)
+
+    roles = commands.add_parser(
+        "roles", help="create the access-control roles and grants (needs CREATEROLE)"
+    )
+    roles.add_argument(
+        "--sql", action="store_true", help="print the SQL for an administrator instead"
+    )
+    roles.set_defaults(command=_roles)
 
     start = commands.add_parser("start", help="record a new run; print its integer id")
     start.add_argument("pipeline_name", metavar="NAME")
@@ -130,7 +141,25 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 def _init(args: argparse.Namespace, settings: Settings) -> int:
     with connection.connect(connection.resolve(settings)) as conn:
         create_raw_schema(conn)
-    print("raw schema ready")
+        print("raw schema ready")
+        try:
+            create_roles(conn)
+        except RolesNotPermittedError as error:
+            # The raw schema is usable without roles: a managed server's admin adds them.
+            print(f"notice: roles not created: {error}", file=sys.stderr)
+        else:
+            # stdout stays "raw schema ready", which scripts may match.
+            print(f"roles ready: {', '.join(ROLES)}", file=sys.stderr)
+    return 0
+
+
+def _roles(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sql:
+        print(roles_sql(), end="")
+        return 0
+    with connection.connect(connection.resolve(settings)) as conn:
+        create_roles(conn)
+    print(f"roles ready: {', '.join(ROLES)}")
     return 0
 
 

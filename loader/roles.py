@@ -1,0 +1,101 @@
+"""Create the ledger's access-control roles and grants: loader, transformer, reader.
+
+They are NOLOGIN group roles; people and services log in as their own users, granted
+into one of them (`create_login`, or the SQL in the README).
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Final, Literal
+
+from psycopg import errors, sql
+
+from loader.connection import Connection
+from loader.errors import ConfigurationError, LedgerError
+from loader.schema import INIT_LOCK_KEY, raw_schema_exists
+
+LOADER: Final = "ledger_loader"
+TRANSFORMER: Final = "ledger_transformer"
+READER: Final = "ledger_reader"
+ROLES: Final = (LOADER, TRANSFORMER, READER)
+
+GroupRole = Literal["ledger_loader", "ledger_transformer", "ledger_reader"]
+
+ADMIN_COMMAND: Final = "python -m loader roles --sql"
+
+
+class RolesNotPermittedError(LedgerError):
+    """The connected user may not create the roles; an administrator must run the SQL."""
+
+    def __init__(self, reason: str, database: str) -> None:
+        super().__init__(
+            f"{reason}. An administrator (a superuser, or a CREATEROLE role owning the "
+            f"database) can run the SQL that `{ADMIN_COMMAND}` prints in database "
+            f"{database!r}, e.g. `{ADMIN_COMMAND} | psql -d {database}`"
+        )
+        self.reason = reason
+
+
+def roles_sql() -> str:
+    """Return the idempotent SQL that creates the roles and grants them their privileges."""
+    return files("loader").joinpath("sql/create_roles.sql").read_text(encoding="utf-8")
+
+
+def can_create_roles(conn: Connection) -> bool:
+    """Tell whether the connected user is a superuser or has CREATEROLE."""
+    row = conn.execute(
+        "select rolsuper or rolcreaterole from pg_catalog.pg_roles where rolname = current_user"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def create_roles(conn: Connection) -> None:
+    """Create (idempotently) the roles, the staging and marts schemas, and every grant.
+
+    Run after the raw schema exists. Safe from several processes at once: init's advisory
+    lock serialises them within a database, and the SQL tolerates a role created
+    concurrently from another database. Raise RolesNotPermittedError, changing nothing,
+    when the user lacks CREATEROLE or may not grant on the ledger's database and schemas.
+    """
+    try:
+        with conn.transaction():
+            if not can_create_roles(conn):
+                raise RolesNotPermittedError(
+                    f"{conn.info.user} may not create roles (it needs CREATEROLE)",
+                    conn.info.dbname,
+                )
+            if not raw_schema_exists(conn):
+                raise ConfigurationError("the raw schema does not exist: run `loader init` first")
+            conn.execute("select pg_advisory_xact_lock(%s)", [INIT_LOCK_KEY])
+            conn.execute(roles_sql())
+    except errors.InsufficientPrivilege as error:
+        raise RolesNotPermittedError(
+            f"{conn.info.user} may not grant the roles their privileges ({error})",
+            conn.info.dbname,
+        ) from error
+
+
+def create_login(
+    conn: Connection, name: str, role: GroupRole, *, password: str | None = None
+) -> None:
+    """Create a LOGIN user that is a member of one group role.
+
+    A transformer login acts as ledger_transformer from the start of each session, so
+    that what dbt builds is owned by the group, not by whichever member ran it: any other
+    member can then replace it, and the group's default privileges apply to it. A
+    password travels in the statement's text: a server logging DDL logs it.
+    """
+    statement = sql.SQL("create role {name} login {password} in role {role}").format(
+        name=sql.Identifier(name),
+        password=sql.SQL("password {}").format(sql.Literal(password)) if password else sql.SQL(""),
+        role=sql.Identifier(role),
+    )
+    with conn.transaction():
+        conn.execute(statement)
+        if role == TRANSFORMER:
+            conn.execute(
+                sql.SQL("alter role {name} set role = {role}").format(
+                    name=sql.Identifier(name), role=sql.Literal(role)
+                )
+            )

@@ -9,9 +9,10 @@ from loader.connection import Connection
 from loader.errors import ConfigurationError
 
 # A run's raw events may go when its derived rows are final: the run ended (completed
-# or failed) before the cut-off, and the builds that wrote its pipelines row and every
-# one of its pipeline_stages rows saw all of its events (each event's loading transaction
-# is below the build's snapshot xmin, stored as _load_watermark).
+# or failed) before the cut-off, and the builds that wrote its pipelines row, every one
+# of its pipeline_stages rows and its marts.fct_pipeline_runs row (which reads the events
+# for started_at) saw all of its events: each event's loading transaction is below the
+# build's snapshot xmin, stored as _load_watermark. The other marts read only those.
 _PRUNE = """
 with
 
@@ -38,8 +39,13 @@ unfinished_runs as (
         on event_horizons.pipeline_id = pipelines.id
     left join public.pipeline_stages
         on event_horizons.stage_id = pipeline_stages.id
+    left join marts.fct_pipeline_runs
+        on event_horizons.pipeline_id = fct_pipeline_runs.pipeline_id
     where
         pipelines._load_watermark <= event_horizons.last_load_xid
+        or coalesce(
+            fct_pipeline_runs._load_watermark <= event_horizons.last_load_xid, true
+        )
         or (
             event_horizons.stage_id is not null
             and coalesce(
@@ -74,6 +80,9 @@ select
 """
 
 
+_BUILT_TABLES = ("public.pipelines", "public.pipeline_stages", "marts.fct_pipeline_runs")
+
+
 @dataclass(frozen=True)
 class PruneResult:
     """What a prune did: runs closed, raw events deleted, ended runs kept (not yet built)."""
@@ -92,9 +101,10 @@ def prune(conn: Connection, *, before: datetime) -> PruneResult:
     """
     if before.tzinfo is None:
         raise ConfigurationError("prune --before: give a date or a timestamp with an offset")
-    exists = conn.execute("select to_regclass('public.pipelines') is not null").fetchone()
-    if not (exists and exists[0]):
-        raise ConfigurationError("prune: public.pipelines does not exist yet; run dbt first")
+    for table in _BUILT_TABLES:
+        exists = conn.execute("select to_regclass(%s) is not null", [table]).fetchone()
+        if not (exists and exists[0]):
+            raise ConfigurationError(f"prune: {table} does not exist yet; run dbt first")
     with conn.transaction():
         row = conn.execute(_PRUNE, {"before": before}).fetchone()
     assert row is not None

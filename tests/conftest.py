@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -13,9 +14,12 @@ from support import dbt
 
 from loader import Ledger, Settings
 from loader.connection import Connection, connect, resolve
+from loader.roles import create_roles
 from loader.schema import create_raw_schema
 
 RAW_TABLES = ("raw.run_events", "raw.stages", "raw.runs", "raw.quarantined_events")
+# staging holds views over raw and the catalog seed: nothing a test could leave stale.
+BUILT_SCHEMAS = ("public", "marts")
 
 RunDbt = Callable[..., None]
 
@@ -28,7 +32,10 @@ def server() -> Settings:
 
 @pytest.fixture(scope="module")
 def database(server: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    """A database of its own for this test module, with the raw schema; dropped after."""
+    """A database of its own for this test module, with the raw schema and the roles.
+
+    The roles matter to dbt: its grants on the marts name ledger_reader.
+    """
     name = "test_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
     maintenance = dataclasses.replace(server, dbname="postgres")
     identifier = sql.Identifier(name)
@@ -38,6 +45,7 @@ def database(server: Settings, request: pytest.FixtureRequest) -> Iterator[Setti
     settings = dataclasses.replace(server, dbname=name)
     with connect(settings, autocommit=True) as conn:
         create_raw_schema(conn)
+        create_roles(conn)
     yield settings
     with connect(maintenance, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(identifier))
@@ -45,12 +53,13 @@ def database(server: Settings, request: pytest.FixtureRequest) -> Iterator[Setti
 
 @pytest.fixture
 def db(database: Settings) -> Iterator[Connection]:
-    """An autocommit connection to a raw schema emptied for this test."""
+    """An autocommit connection to a raw schema emptied for this test, nothing built yet."""
     with connect(database, autocommit=True) as conn:
         conn.execute(f"truncate {', '.join(RAW_TABLES)} restart identity")
-        for schema in ("staging", "public"):
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
-        conn.execute("create schema public")
+        for schema in BUILT_SCHEMAS:
+            identifier = sql.Identifier(schema)
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(identifier))
+            conn.execute(sql.SQL("create schema {}").format(identifier))
         yield conn
 
 
@@ -62,7 +71,14 @@ def ledger(database: Settings, db: Connection) -> Iterator[Ledger]:
 
 
 @pytest.fixture(scope="module")
-def run_dbt(database: Settings, tmp_path_factory: pytest.TempPathFactory) -> RunDbt:
-    """Run a dbt command (through dbtRunner) against this module's database."""
-    target = tmp_path_factory.mktemp("dbt")
-    return functools.partial(dbt, database, target)
+def dbt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this module's dbt runs write target/ (manifest, catalog) and logs/."""
+    return tmp_path_factory.mktemp("dbt")
+
+
+@pytest.fixture(scope="module")
+def run_dbt(database: Settings, dbt_dir: Path) -> RunDbt:
+    """Run a dbt command (through dbtRunner) against this module's database, seeded."""
+    run = functools.partial(dbt, database, dbt_dir)
+    run("seed")
+    return run

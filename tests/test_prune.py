@@ -99,3 +99,30 @@ def test_the_prune_command_reports_what_it_did(ledger, db, run_dbt, database):
     )
     assert done.stdout.startswith("pruned 5 raw events of 1 runs that ended before 2026-01-31")
     assert events_of(db) == {"old": 0}
+
+
+def mart_rows(db: Any, table: str) -> list[dict[str, Any]]:
+    rows = query(db, f"select * from marts.{table}")
+    return sorted(
+        ({k: v for k, v in row.items() if k != "_load_watermark"} for row in rows), key=str
+    )
+
+
+def test_the_marts_keep_the_history_of_pruned_runs(ledger, db, run_dbt):
+    finished_run(ledger, "old-1", day=1)
+    finished_run(ledger, "old-2", day=2, status="failed")
+    run_dbt("run")
+    marts = ("fct_pipeline_runs", "fct_stage_runs", "pipeline_daily", "stage_daily")
+    before = {table: mart_rows(db, table) for table in marts}
+
+    assert prune(db, before=CUTOFF).runs == 2
+    run_dbt("run")
+    assert {table: mart_rows(db, table) for table in marts} == before
+
+    # A new run on a pruned run's day: the day is recomputed, the pruned run still counts.
+    start = T0 + timedelta(days=1, hours=12)
+    run = ledger.start_run("nightly", run_key="new", at=start)
+    run.completed(records=5, at=start + timedelta(minutes=1))
+    run_dbt("run")
+    [day] = query(db, "select * from marts.pipeline_daily where run_date = %s", [start.date()])
+    assert (day["runs_started"], day["records_processed"]) == (2, 10 + 5)

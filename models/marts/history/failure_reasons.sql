@@ -1,0 +1,115 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_partitions',
+    unique_key=['pipeline_name', 'run_date'],
+    placeholder_column='failures',
+    on_schema_change='fail',
+) }}
+
+with
+
+{% if is_incremental() %}
+    changed_days as (
+        {{ changed_run_days(ref('fct_pipeline_runs')) }}
+    ),
+{% endif %}
+
+runs as (
+    select * from {{ ref('fct_pipeline_runs') }}
+    {% if is_incremental() %}
+        where
+            (pipeline_name, run_date)
+            in (select changed_days.* from changed_days)
+    {% endif %}
+),
+
+stage_runs as (
+    select * from {{ ref('fct_stage_runs') }}
+    {% if is_incremental() %}
+        where
+            (pipeline_name, run_date)
+            in (select changed_days.* from changed_days)
+    {% endif %}
+),
+
+{# A failed stage is the reason; a run that failed with no failed stage is
+    its own (stage_name null). #}
+failures as (
+    select
+        pipeline_id,
+        pipeline_name,
+        run_date,
+        stage_name,
+        error_message,
+        completed_at
+    from stage_runs
+    where status = 'failed'
+    union all
+    select
+        pipeline_id,
+        pipeline_name,
+        run_date,
+        null as stage_name,
+        error_message,
+        completed_at
+    from runs
+    where status = 'failed' and failed_stage_count = 0
+),
+
+signed_failures as (
+    select
+        *,
+        coalesce({{ error_signature('error_message') }}, '<no message>')
+            as error_signature
+    from failures
+),
+
+daily_reasons as (
+    select
+        pipeline_name,
+        run_date,
+        stage_name,
+        error_signature,
+        count(*) as failures,
+        count(distinct pipeline_id) as runs_affected,
+        (array_agg(error_message order by completed_at desc))[1]
+            as sample_error_message,
+        min(completed_at) as first_seen_at,
+        max(completed_at) as last_seen_at
+    from signed_failures
+    group by pipeline_name, run_date, stage_name, error_signature
+),
+
+{# A day left without failures still gets a row: the placeholder that clears
+    it. #}
+days as (
+    {% if is_incremental() %}
+        select * from changed_days
+    {% else %}
+        select distinct
+            pipeline_name,
+            run_date
+        from daily_reasons
+    {% endif %}
+),
+
+final as (
+    select
+        days.pipeline_name,
+        days.run_date,
+        daily_reasons.stage_name,
+        daily_reasons.error_signature,
+        daily_reasons.failures::integer as failures,
+        daily_reasons.runs_affected::integer as runs_affected,
+        daily_reasons.sample_error_message,
+        daily_reasons.first_seen_at,
+        daily_reasons.last_seen_at,
+        {{ current_load_watermark() }} as _load_watermark
+    from days
+    left join daily_reasons
+        on
+            days.pipeline_name = daily_reasons.pipeline_name
+            and days.run_date = daily_reasons.run_date
+)
+
+select * from final

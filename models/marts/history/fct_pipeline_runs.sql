@@ -1,0 +1,128 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='pipeline_id',
+    on_schema_change='fail',
+) }}
+
+with
+
+{# Rebuilt: runs that pipelines re-derived since this model's last build, and
+    every run still open, whose staleness moves with the clock. #}
+pipelines as (
+    select * from {{ ref('pipelines') }}
+    {% if is_incremental() %}
+        where
+            _load_watermark >= {{ previous_load_watermark() }}
+            or id in (
+                select open_runs.pipeline_id
+                from {{ this }} as open_runs
+                where open_runs.completed_at is null
+            )
+    {% endif %}
+),
+
+run_events as (
+    select * from {{ ref('stg_raw__run_events') }}
+    where pipeline_id in (select pipelines.id from pipelines)
+),
+
+pipeline_stages as (
+    select * from {{ ref('pipeline_stages') }}
+    where pipeline_id in (select pipelines.id from pipelines)
+),
+
+dim_pipelines as (
+    select * from {{ ref('dim_pipelines') }}
+),
+
+first_running_events as (
+    select
+        pipeline_id,
+        min(event_time) as first_running_at
+    from run_events
+    where status = 'running'
+    group by pipeline_id
+),
+
+stage_summaries as (
+    select
+        pipeline_id,
+        count(*) as stage_count,
+        count(*) filter (where status = 'failed') as failed_stage_count,
+        sum(attempts - 1) as retry_count
+    from pipeline_stages
+    group by pipeline_id
+),
+
+first_failed_stages as (
+    select distinct on (pipeline_id)
+        pipeline_id,
+        stage_name
+    from pipeline_stages
+    where status = 'failed'
+    order by pipeline_id, completed_at, stage_name collate "C"
+),
+
+{# A run starts with its first running event, of the run or of a stage; a
+    heartbeat stamped after the run ended does not start it. #}
+timed_runs as (
+    select
+        pipelines.*,
+        case
+            when
+                pipelines.completed_at is null
+                or first_running_events.first_running_at
+                <= pipelines.completed_at
+                then first_running_events.first_running_at
+        end as started_at
+    from pipelines
+    left join first_running_events
+        on pipelines.id = first_running_events.pipeline_id
+),
+
+final as (
+    select
+        timed_runs.id as pipeline_id,
+        timed_runs.run_key,
+        timed_runs.pipeline_name,
+        dim_pipelines.owner,
+        timed_runs.status,
+        timed_runs.created_at,
+        timed_runs.started_at,
+        timed_runs.completed_at,
+        {{ utc_date('timed_runs.created_at') }} as run_date,
+        date_part(
+            'epoch',
+            timed_runs.completed_at
+            - coalesce(timed_runs.started_at, timed_runs.created_at)
+        ) as duration_seconds,
+        date_part(
+            'epoch', timed_runs.started_at - timed_runs.created_at
+        ) as queued_seconds,
+        timed_runs.records_processed,
+        timed_runs.error_message,
+        coalesce(stage_summaries.stage_count, 0)::integer as stage_count,
+        coalesce(stage_summaries.failed_stage_count, 0)::integer
+            as failed_stage_count,
+        first_failed_stages.stage_name as failed_stage_name,
+        coalesce(stage_summaries.retry_count, 0)::integer as retry_count,
+        timed_runs.last_event_at,
+        coalesce(
+            timed_runs.completed_at is null
+            and timed_runs.last_event_at
+            < {{ as_of() }}
+            - make_interval(mins => dim_pipelines.stale_after_minutes),
+            false
+        ) as is_stale,
+        {{ current_load_watermark() }} as _load_watermark
+    from timed_runs
+    inner join dim_pipelines
+        on timed_runs.pipeline_name = dim_pipelines.pipeline_name
+    left join stage_summaries
+        on timed_runs.id = stage_summaries.pipeline_id
+    left join first_failed_stages
+        on timed_runs.id = first_failed_stages.pipeline_id
+)
+
+select * from final

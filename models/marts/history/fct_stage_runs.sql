@@ -1,0 +1,69 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='stage_id',
+    on_schema_change='fail',
+) }}
+
+with
+
+{# The stages of every run fct_pipeline_runs rebuilt since this model's last
+    build: a stage is re-derived only with its run, which also moves it to a
+    new run_date when the run's created_at moves. #}
+runs as (
+    select * from {{ ref('fct_pipeline_runs') }}
+    {% if is_incremental() %}
+        where _load_watermark >= {{ previous_load_watermark() }}
+    {% endif %}
+),
+
+pipeline_stages as (
+    select * from {{ ref('pipeline_stages') }}
+    where pipeline_id in (select runs.pipeline_id from runs)
+),
+
+{# Contract rule 3 lets a stage's first running event come after its
+    completion; it then has no duration. #}
+timed_stages as (
+    select
+        pipeline_stages.*,
+        case
+            when pipeline_stages.started_at <= pipeline_stages.completed_at
+                then
+                    date_part(
+                        'epoch',
+                        pipeline_stages.completed_at
+                        - pipeline_stages.started_at
+                    )
+        end as duration_seconds
+    from pipeline_stages
+),
+
+final as (
+    select
+        timed_stages.id as stage_id,
+        timed_stages.pipeline_id,
+        runs.pipeline_name,
+        runs.run_date,
+        timed_stages.stage_name,
+        timed_stages.status,
+        timed_stages.started_at,
+        timed_stages.completed_at,
+        timed_stages.duration_seconds,
+        timed_stages.attempts,
+        timed_stages.attempts - 1 as retries,
+        timed_stages.records_processed,
+        case
+            when timed_stages.duration_seconds > 0
+                then
+                    timed_stages.records_processed
+                    / timed_stages.duration_seconds
+        end as records_per_second,
+        timed_stages.error_message,
+        {{ current_load_watermark() }} as _load_watermark
+    from timed_stages
+    inner join runs
+        on timed_stages.pipeline_id = runs.pipeline_id
+)
+
+select * from final

@@ -8,5 +8,6 @@ RUN pip install --no-cache-dir .
 COPY dbt_project.yml profiles.yml ./
 COPY models ./models
 COPY macros ./macros
+COPY seeds ./seeds
 COPY dbt_tests ./dbt_tests
 CMD ["python", "-m", "loader", "--help"]

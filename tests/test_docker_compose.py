@@ -63,3 +63,15 @@ def test_ledger_service_builds_once_the_database_is_healthy(compose):
     command = " ".join(ledger["command"])
     assert "loader init" in command
     assert "dbt build" in command
+
+
+def test_the_image_holds_every_folder_dbt_reads():
+    project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
+    folders = {
+        folder
+        for key in ("model-paths", "macro-paths", "seed-paths", "test-paths")
+        for folder in project[key]
+    }
+    dockerfile = (PROJECT_DIR / "Dockerfile").read_text()
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    assert folders <= copied

@@ -10,14 +10,12 @@ from typing import Any
 from contract_rules import Delivery, derive_tables
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import query
+from support import BUILD_LEDGER_TABLES, query
 
 from loader import Ledger
 from loader.connection import Connection
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
-# The rules are about these two tables: the marts (test_marts.py) are left out.
-BUILD = ("run", "--select", "+pipelines")
 
 PIPELINES_SQL = """
 select run_key, id, status, created_at, completed_at, records_processed, error_message
@@ -89,7 +87,7 @@ def test_late_heartbeat_after_completion_changes_nothing(ledger, db, run_dbt):
             event(stage="load", minute=6, records_processed=99),
         ],
     )
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     _, stages = tables(db)
     assert stages["run-1", "load"]["status"] == "completed"
     assert stages["run-1", "load"]["completed_at"] == at(5)
@@ -106,7 +104,7 @@ def test_retry_that_succeeds_clears_the_error(ledger, db, run_dbt):
             event(stage="spark", status="completed", minute=4, attempt=2),
         ],
     )
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     _, stages = tables(db)
     assert stages["run-1", "spark"] | {"id": None} == {
         "id": None,
@@ -124,7 +122,7 @@ def test_the_same_event_delivered_three_times_counts_once(ledger, db, run_dbt):
     completed = event(status="completed", minute=5, records_processed=7)
     for _ in range(3):
         deliver(ledger, [completed])
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     runs, _ = tables(db)
     assert query(db, "select count(*) as n from raw.run_events") == [{"n": 1}]
     assert runs["run-1"]["status"] == "completed"
@@ -143,7 +141,7 @@ def test_run_failed_without_its_own_message_shows_the_first_failed_stage(ledger,
             event(status="failed", minute=4),
         ],
     )
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     runs, _ = tables(db)
     assert runs["run-1"]["status"] == "failed"
     assert runs["run-1"]["error_message"] == "a: timeout"
@@ -151,9 +149,9 @@ def test_run_failed_without_its_own_message_shows_the_first_failed_stage(ledger,
 
 def test_ids_survive_a_full_refresh(ledger, db, run_dbt):
     deliver(ledger, [event(run_key=f"run-{n}", stage=s) for n in range(3) for s in "xy"])
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     before = tables(db)
-    run_dbt(*BUILD, "--full-refresh")
+    run_dbt(*BUILD_LEDGER_TABLES, "--full-refresh")
     assert tables(db) == before
     stage_ids = query(db, "select stage_id as id from raw.stages order by 1")
     assert sorted(row["id"] for row in before[1].values()) == [row["id"] for row in stage_ids]
@@ -201,14 +199,14 @@ def test_any_order_batching_and_duplicates_give_the_contract_tables(
     batches = [deliveries[start:end] for start, end in bounds if start < end]
     for batch in batches:
         deliver(ledger, batch)
-        run_dbt(*BUILD)
+        run_dbt(*BUILD_LEDGER_TABLES)
 
     expected_runs, expected_stages = derive_tables(deliveries)
     incremental = tables(db)
     assert without_ids(incremental[0]) == expected_runs
     assert without_ids(incremental[1]) == expected_stages
 
-    run_dbt(*BUILD, "--full-refresh")
+    run_dbt(*BUILD_LEDGER_TABLES, "--full-refresh")
     assert tables(db) == incremental
 
 
@@ -219,7 +217,7 @@ def test_a_load_between_the_two_models_reaches_pipelines_in_the_next_build(ledge
     pipeline_stages does not yet; the next build must still show the stage's error.
     """
     deliver(ledger, [event(minute=0), event(stage="load", minute=1)])
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     deliver(
         ledger,
         [
@@ -229,5 +227,5 @@ def test_a_load_between_the_two_models_reaches_pipelines_in_the_next_build(ledge
     )
     run_dbt("run", "--select", "pipelines")
     assert tables(db)[0]["run-1"]["error_message"] is None  # the window: stale stages
-    run_dbt(*BUILD)
+    run_dbt(*BUILD_LEDGER_TABLES)
     assert tables(db)[0]["run-1"]["error_message"] == "load: boom"

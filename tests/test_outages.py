@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import psycopg
 import pytest
 from psycopg import sql
-from support import dbt, query
+from support import BUILD_LEDGER_TABLES, dbt, query
 
 from loader import Ledger, Settings, TransientError, embedded
 from loader.connection import connect
@@ -90,7 +90,7 @@ def nightly_job(ledger: Ledger, between_stages: Callable[[int], None]) -> None:
 
 
 def derived_tables(settings: Settings, target: Path) -> dict[str, list[dict[str, Any]]]:
-    dbt(settings, target, "run")
+    dbt(settings, target, *BUILD_LEDGER_TABLES)
     with connect(settings) as conn:
         return {name: query(conn, statement) for name, statement in TABLES_SQL.items()}
 

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 WITH_DB = eval "$$($(BIN)/python -m loader db env)" &&
 DBT = $(BIN)/dbt --no-use-colors
 
-.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles docs clean
+.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles bench docs clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ dbt-build: db-start  ## `dbt build` (models and every dbt test) and source fresh
 	$(WITH_DB) $(DBT) source freshness
 
 test: lint pytest pytest-pg15 dbt-build  ## Every check: lint, pytest (PostgreSQL 18 and 15), dbt build
+
+bench: db-start  ## Benchmarks against baselines in one run (minutes; not part of `make test`)
+	$(BIN)/python -m bench
 
 docs: db-start  ## Generate and serve the dbt docs site
 	$(WITH_DB) $(DBT) docs generate && $(WITH_DB) $(DBT) docs serve

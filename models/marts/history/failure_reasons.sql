@@ -4,6 +4,10 @@
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='failures',
     on_schema_change='fail',
+    indexes=[
+        {'columns': ['pipeline_name', 'run_date']},
+        {'columns': ['_load_watermark']},
+    ],
 ) }}
 
 with

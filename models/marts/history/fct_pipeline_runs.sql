@@ -3,6 +3,12 @@
     incremental_strategy='delete+insert',
     unique_key='pipeline_id',
     on_schema_change='fail',
+    indexes=[
+        {'columns': ['pipeline_id'], 'unique': True},
+        {'columns': ['pipeline_name', 'run_date']},
+        {'columns': ['completed_at']},
+        {'columns': ['_load_watermark']},
+    ],
 ) }}
 
 with

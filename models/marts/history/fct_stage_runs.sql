@@ -3,6 +3,11 @@
     incremental_strategy='delete+insert',
     unique_key='stage_id',
     on_schema_change='fail',
+    indexes=[
+        {'columns': ['stage_id'], 'unique': True},
+        {'columns': ['pipeline_name', 'run_date']},
+        {'columns': ['_load_watermark']},
+    ],
 ) }}
 
 with

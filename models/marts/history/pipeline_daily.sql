@@ -4,6 +4,10 @@
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='runs_started',
     on_schema_change='fail',
+    indexes=[
+        {'columns': ['pipeline_name', 'run_date'], 'unique': True},
+        {'columns': ['_load_watermark']},
+    ],
 ) }}
 
 with

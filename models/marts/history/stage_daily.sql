@@ -5,6 +5,10 @@
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='stage_runs',
     on_schema_change='fail',
+    indexes=[
+        {'columns': ['pipeline_name', 'run_date']},
+        {'columns': ['_load_watermark']},
+    ],
 ) }}
 
 with

@@ -1,4 +1,11 @@
-{{ config(unique_key='id') }}
+{{ config(
+    unique_key='id',
+    indexes=[
+        {'columns': ['id'], 'unique': True},
+        {'columns': ['pipeline_id']},
+        {'columns': ['_load_watermark']},
+    ],
+) }}
 
 with
 
@@ -7,6 +14,14 @@ stage_events as (
     where
         stage_id is not null
         {% if is_incremental() %}
+            {# The pipeline_id filter adds nothing logically: it lets the
+                planner reach the stages' events through the pipeline_id
+                index (raw has no stage_id index, to keep loads fast). #}
+            and pipeline_id in (
+                select new_events.pipeline_id
+                from {{ ref('stg_raw__run_events') }} as new_events
+                where new_events.load_xid >= {{ previous_load_watermark() }}
+            )
             and stage_id in (
                 select new_events.stage_id
                 from {{ ref('stg_raw__run_events') }} as new_events

@@ -1,4 +1,10 @@
-{{ config(unique_key='id') }}
+{{ config(
+    unique_key='id',
+    indexes=[
+        {'columns': ['id'], 'unique': True},
+        {'columns': ['_load_watermark']},
+    ],
+) }}
 
 with
 

@@ -1,0 +1,139 @@
+"""Run every benchmark of issue "throughput and scale" and print one table of ratios.
+
+python -m bench                 # the full sizes: 1M-event ingest, 10M-event history
+python -m bench --scale 0.01    # everything 100 times smaller (a smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import dbt_scale, loading
+from bench.databases import fresh_database
+from loader.connection import connect
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One line of the table: ours against a baseline measured in the same run."""
+
+    what: str
+    ours: float
+    baseline: float
+    unit: str
+    target: str
+    passed: bool | None
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every size")
+    args = parser.parse_args()
+    sizes = {
+        "ingest": int(1_000_000 * args.scale),
+        "latency": max(200, int(2_000 * args.scale)),
+        "history": int(10_000_000 * args.scale),
+        "small_history": int(1_000_000 * args.scale),
+        "new": max(140, int(10_000 * args.scale)),
+    }
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as work:
+        rows = run_all(sizes, Path(work))
+    print_table(rows, sizes)
+
+
+def run_all(sizes: dict[str, int], work: Path) -> list[Comparison]:
+    rows: list[Comparison] = []
+    with fresh_database("bench_ingest") as settings:
+        events_file = work / "events.jsonl"
+        count = loading.write_events_file(events_file, sizes["ingest"])
+        ours, peak_mb = loading.ingest_throughput(settings, events_file, count)
+        baseline = loading.copy_throughput(settings, count)
+        rows.append(
+            Comparison(
+                f"ingest {count:,} events (events/s)",
+                ours,
+                baseline,
+                "ev/s",
+                ">= 0.8",
+                ours / baseline >= 0.8,
+            )
+        )
+        rows.append(
+            Comparison(
+                "ingest peak RSS (MB, vs 200 MB)", peak_mb, 200, "MB", "< 1.0", peak_mb < 200
+            )
+        )
+    with fresh_database("bench_latency") as settings:
+        ours_times, baseline_times = loading.event_latencies(settings, sizes["latency"])
+        for label, fraction, target in (("p50", 0.5, 2.0), ("p99", 0.99, None)):
+            ours = loading.percentile(ours_times, fraction) * 1000
+            baseline = loading.percentile(baseline_times, fraction) * 1000
+            rows.append(
+                Comparison(
+                    f"API stage event {label} (ms) vs INSERT+commit",
+                    ours,
+                    baseline,
+                    "ms",
+                    f"<= {target}" if target else "reported",
+                    ours / baseline <= target if target else None,
+                )
+            )
+    large = dbt_scale.measure(sizes["history"], sizes["new"], work)
+    small = dbt_scale.measure(sizes["small_history"], sizes["new"], work)
+    rows.append(
+        Comparison(
+            f"dbt run after {sizes['new']:,} new events, {large.history_events:,}-event history"
+            " vs full refresh (s)",
+            large.incremental,
+            large.full_refresh,
+            "s",
+            "<= 0.05",
+            large.incremental / large.full_refresh <= 0.05,
+        )
+    )
+    rows.append(
+        Comparison(
+            f"the same incremental run, {large.history_events:,} vs"
+            f" {small.history_events:,}-event history (s)",
+            large.incremental,
+            small.incremental,
+            "s",
+            "<= 1.5",
+            large.incremental / small.incremental <= 1.5,
+        )
+    )
+    return rows
+
+
+def print_table(rows: list[Comparison], sizes: dict[str, int]) -> None:
+    with fresh_database("bench_version") as settings, connect(settings) as conn:
+        [(version,)] = conn.execute("show server_version").fetchall()
+    print(f"\nmachine: {platform.machine()}, {platform.system()} {platform.release()},")
+    print(f"  Python {platform.python_version()}, PostgreSQL {version}; sizes: {sizes}\n")
+    header = ("what", "ours", "baseline", "ratio", "target", "result")
+    lines = [
+        (
+            row.what,
+            f"{row.ours:,.2f}",
+            f"{row.baseline:,.2f}",
+            f"{row.ratio:.3f}",
+            row.target,
+            {True: "pass", False: "FAIL", None: "-"}[row.passed],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(cells[i])) for cells in (header, *lines)) for i in range(len(header))]
+    for cells in (header, tuple("-" * w for w in widths), *lines):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

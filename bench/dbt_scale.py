@@ -1,0 +1,77 @@
+"""dbt over a long history: an incremental run after a small load, against a full refresh."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from psycopg import ClientCursor
+
+from bench.databases import fresh_database, run_dbt
+from bench.loading import run_events
+from loader.connection import connect
+from loader.ingest import ingest_stream
+
+GENERATOR = Path(__file__).with_name("generate_history.sql")
+EVENTS_PER_RUN = 14
+LATE_SHARE = 0.2  # of the new events: heartbeats for runs weeks old
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """Seconds dbt spent on each build of one history."""
+
+    history_events: int
+    full_refresh: float
+    incremental: float
+
+
+def measure(history_events: int, new_events: int, work_dir: Path) -> ScaleResult:
+    """Build a history, load `new_events` (some late) through the loader, time both builds."""
+    name = f"bench_dbt_{history_events}"
+    target = work_dir / name
+    with fresh_database(name) as settings:
+        runs = history_events // EVENTS_PER_RUN
+        with connect(settings, autocommit=True) as conn:
+            # Client-side binding: the script is several statements (one transaction).
+            ClientCursor(conn).execute(GENERATOR.read_text(encoding="utf-8"), {"runs": runs})
+            conn.execute("vacuum analyze raw.run_events")
+            [(stored,)] = conn.execute("select count(*) from raw.run_events").fetchall()
+        run_dbt(settings, target, "seed")
+        run_dbt(settings, target, "run", "--full-refresh")
+        with connect(settings, autocommit=True) as conn:
+            loaded = ingest_stream(conn, io.BytesIO(_new_events(runs, new_events)), source="bench")
+        if loaded.accepted != new_events:
+            raise RuntimeError(f"the new events did not all land: {loaded.rejections[:3]}")
+        incremental = run_dbt(settings, target, "run")
+        full_refresh = run_dbt(settings, target, "run", "--full-refresh")
+    return ScaleResult(stored, full_refresh, incremental)
+
+
+def _new_events(runs: int, count: int) -> bytes:
+    """New runs' events, plus late heartbeats for history runs 4 to 8 weeks old."""
+    now = datetime.now(UTC)
+    late = int(count * LATE_SHARE)
+    lines: list[dict[str, object]] = []
+    for number in range(late):
+        # generate_history.sql spreads run n's start evenly over the last 180 days.
+        run = runs - int(runs * (28 + 28 * number / late) / 180)
+        started = now - timedelta(days=180) + timedelta(days=180) * run / runs
+        lines.append(
+            {
+                "run_key": f"bench-{run}",
+                "stage_name": "extract",
+                "status": "running",
+                "event_time": (started + timedelta(minutes=6)).isoformat(),
+                "records_processed": 1,
+            }
+        )
+    new_run = 0
+    while len(lines) < count:
+        new_run += 1
+        events = run_events(f"bench-new-{new_run}", now - timedelta(hours=1))
+        lines.extend(events[: count - len(lines)])
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)

@@ -17,7 +17,9 @@ from loader.ingest import ingest_stream
 
 GENERATOR = Path(__file__).with_name("generate_history.sql")
 EVENTS_PER_RUN = 14
-LATE_SHARE = 0.2  # of the new events: heartbeats for runs weeks old
+RUN_INTERVAL = timedelta(seconds=72)  # 1,200 runs a day, whatever the history's length
+LATE_SHARE = 0.2  # of the new events: heartbeats for runs 3 to 7 weeks old
+LATE_AGES = (timedelta(weeks=3), timedelta(weeks=7))
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,10 @@ def measure(history_events: int, new_events: int, work_dir: Path) -> ScaleResult
         runs = history_events // EVENTS_PER_RUN
         with connect(settings, autocommit=True) as conn:
             # Client-side binding: the script is several statements (one transaction).
-            ClientCursor(conn).execute(GENERATOR.read_text(encoding="utf-8"), {"runs": runs})
+            ClientCursor(conn).execute(
+                GENERATOR.read_text(encoding="utf-8"),
+                {"runs": runs, "run_interval_seconds": RUN_INTERVAL.total_seconds()},
+            )
             conn.execute("vacuum analyze raw.run_events")
             [(stored,)] = conn.execute("select count(*) from raw.run_events").fetchall()
         run_dbt(settings, target, "seed")
@@ -52,14 +57,16 @@ def measure(history_events: int, new_events: int, work_dir: Path) -> ScaleResult
 
 
 def _new_events(runs: int, count: int) -> bytes:
-    """New runs' events, plus late heartbeats for history runs 4 to 8 weeks old."""
+    """New runs' events, plus late heartbeats for history runs 3 to 7 weeks old."""
     now = datetime.now(UTC)
     late = int(count * LATE_SHARE)
+    youngest, oldest = LATE_AGES
     lines: list[dict[str, object]] = []
     for number in range(late):
-        # generate_history.sql spreads run n's start evenly over the last 180 days.
-        run = runs - int(runs * (28 + 28 * number / late) / 180)
-        started = now - timedelta(days=180) + timedelta(days=180) * run / runs
+        age = youngest + (oldest - youngest) * number / late
+        # generate_history.sql starts run n at now - (runs - n) * RUN_INTERVAL.
+        run = runs - int(age / RUN_INTERVAL)
+        started = now - (runs - run) * RUN_INTERVAL
         lines.append(
             {
                 "run_key": f"bench-{run}",

@@ -1,8 +1,10 @@
 -- A contract-valid history of %(runs)s runs, set-based, for the dbt benchmark.
 -- Each run has 4 stages: run running, then per stage running, a heartbeat and
 -- completed (every 25th run fails in "load"), then run completed or failed:
--- 14 events a run, spread over the last 180 days. The registries are filled
--- first, as the loader would, so the ids stay consistent.
+-- 14 events a run. A run starts every %(run_interval_seconds)s seconds, the
+-- last one now: a longer history is older, not denser, as one that grows
+-- day by day would be. The registries are filled first, as the loader would,
+-- so the ids stay consistent.
 
 insert into raw.runs (run_key, pipeline_name)
 select
@@ -38,9 +40,10 @@ timed_runs as (
     select
         pipeline_id,
         split_part(run_key, '-', 2)::bigint as n,
-        now() - interval '180 days'
-        + interval '180 days' * split_part(run_key, '-', 2)::bigint
-        / %(runs)s as started_at,
+        now() - make_interval(
+            secs => %(run_interval_seconds)s
+            * (%(runs)s - split_part(run_key, '-', 2)::bigint)
+        ) as started_at,
         split_part(run_key, '-', 2)::bigint %% 25 = 0 as fails
     from raw.runs
     where run_key like 'bench-%%'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -89,26 +90,35 @@ def parse_line(line: bytes) -> Event:
     except UnicodeDecodeError as error:
         raise BadEventError(None, f"not valid UTF-8 (byte {error.start})") from None
     try:
-        document = json.loads(text)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as error:
-        raise BadEventError(None, f"not valid JSON ({error.msg} at column {error.colno})") from None
+        message = error.msg.removesuffix(" at")  # "Invalid control character at"
+        raise BadEventError(None, f"not valid JSON ({message} at column {error.colno})") from None
     except RecursionError:
         raise BadEventError(None, "JSON nested too deeply") from None
     except ValueError as error:  # e.g. an integer too long for Python to convert
         raise BadEventError(None, f"not valid JSON ({error})") from None
-    return parse_event(document)
+    try:
+        return parse_event(document)
+    except RecursionError:  # a value nested just below the parser's limit, shown in a reason
+        raise BadEventError(None, "JSON nested too deeply") from None
 
 
 def parse_event(document: object) -> Event:
     """Validate a decoded event (a mapping of the contract's fields) into an Event.
 
-    Raise BadEventError naming the first field that breaks the contract.
+    Raise BadEventError naming the first field that breaks the contract. An OpenLineage
+    RunEvent is mapped onto the contract first (loader.openlineage).
     """
     if not isinstance(document, Mapping):
         raise BadEventError(None, f"expected a JSON object, got {_json_type(document)}")
+    from loader import openlineage  # noqa: PLC0415  # it imports this module
+
+    if openlineage.is_run_event(document):
+        return openlineage.parse_run_event(document)
     unknown = sorted(str(key) for key in document if key not in FIELDS)
     if unknown:
-        raise BadEventError(unknown[0], "unknown field")
+        raise BadEventError(_shown_key(unknown[0]), "unknown field")
 
     run_key = _optional_name(document, "run_key")
     pipeline_id = _optional_integer(document, "pipeline_id", minimum=1, maximum=_BIGINT_MAX)
@@ -212,7 +222,8 @@ def _optional_integer(
         shown = _shorten(json.dumps(value, default=str))
         raise BadEventError(field, f"expected an integer, got {_json_type(value)} {shown}")
     if not minimum <= value <= maximum:
-        raise BadEventError(field, f"{value} is out of range ({minimum} to {maximum})")
+        shown = str(value) if value.bit_length() <= 128 else f"a {value.bit_length()}-bit integer"
+        raise BadEventError(field, f"{shown} is out of range ({minimum} to {maximum})")
     return int(value)
 
 
@@ -262,6 +273,33 @@ def _truncate_error_message(
         return message, attributes
     truncated = encoded[:ERROR_MESSAGE_LIMIT_BYTES].decode("utf-8", errors="ignore")
     return truncated, {**(attributes or {}), ERROR_MESSAGE_FULL_ATTRIBUTE: message}
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook: a key given twice is ambiguous (which value counts?)."""
+    document = dict(pairs)
+    if len(document) == len(pairs):
+        return document
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise BadEventError(None, f"duplicate key {_shorten(repr(key[:60]))}")
+        seen.add(key)
+    return document  # not reached: fewer keys than pairs means a key repeats
+
+
+# One decoder for every line: json.loads with a hook would build a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicate_keys)
+
+
+def _shown_key(key: str) -> str:
+    """A key as a reason may show it: plain if it is a plain name, else quoted and shortened.
+
+    A reason is printed and stored as text: no NUL, no lone surrogate, no megabyte of key.
+    """
+    if re.fullmatch(r"[\w.-]{1,60}", key, flags=re.ASCII):
+        return key
+    return _shorten(repr(key[:60]))
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -9,7 +9,7 @@
         changed_runs.pipeline_name,
         changed_runs.run_date
     from {{ runs_relation }} as changed_runs
-    where changed_runs._load_watermark >= {{ previous_load_watermark() }}
+    where {{ loaded_since_previous_build('changed_runs._load_watermark') }}
     union
     select
         built_days.pipeline_name,
@@ -21,7 +21,7 @@
             and built_days.run_date > changed_runs.run_date
             and built_days.run_date
             <= {{ utc_date('changed_runs.last_event_at') }}
-    where changed_runs._load_watermark >= {{ previous_load_watermark() }}
+    where {{ loaded_since_previous_build('changed_runs._load_watermark') }}
 {%- endmacro %}
 
 {#- The UTC calendar day of a timestamptz, whatever the session time zone. -#}

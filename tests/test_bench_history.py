@@ -9,10 +9,14 @@ from loader.events import parse_event
 
 GENERATOR = PROJECT_DIR / "bench" / "generate_history.sql"
 RUNS = 50  # every 25th fails: runs 25 and 50
+INTERVAL_SECONDS = 3600
 
 
 def test_the_generated_history_follows_the_contract_and_the_registries(db, run_dbt):
-    ClientCursor(db).execute(GENERATOR.read_text(encoding="utf-8"), {"runs": RUNS})
+    ClientCursor(db).execute(
+        GENERATOR.read_text(encoding="utf-8"),
+        {"runs": RUNS, "run_interval_seconds": INTERVAL_SECONDS},
+    )
     events = query(
         db,
         "select events.*, runs.run_key, stages.stage_name, stages.pipeline_id as stage_run"
@@ -35,6 +39,13 @@ def test_the_generated_history_follows_the_contract_and_the_registries(db, run_d
                 "attempt": row["attempt"],
             }
         )
+
+    starts = query(
+        db,
+        "select min(event_time) as first, max(event_time) as last from raw.run_events"
+        " where stage_id is null and status = 'running'",
+    )
+    assert (starts[0]["last"] - starts[0]["first"]).total_seconds() == INTERVAL_SECONDS * (RUNS - 1)
 
     run_dbt("build")  # every dbt test holds on it
     statuses = query(db, "select status, count(*) as n from public.pipelines group by status")

@@ -321,6 +321,29 @@ def test_no_anomaly_before_the_baseline_has_its_minimum_size(ledger, db, run_dbt
     assert mart(db, "run_anomalies") == []
 
 
+def test_a_late_run_rescores_the_runs_after_it_as_a_full_refresh_would(ledger, db, run_dbt):
+    start = ago(days=2)
+    ledger.emit_many(steady_runs([100, 104, 98, 101, 97, 102, 500, 99], start))
+    ledger.emit(event("etl@open", "running", start + timedelta(hours=9)))
+    run_dbt(*BUILD)
+    assert [row["run_key"] for row in mart(db, "run_anomalies")] == ["etl@06"]
+
+    # Created before etl@06, it joins its baseline (which no longer flags 500) and is
+    # itself far from the runs before it; an earlier failure takes etl@03 out of both.
+    late = finished_run("etl@05b", start + timedelta(hours=5, minutes=30), records=480)
+    failure = event("etl@03", "failed", start + timedelta(hours=3, minutes=5))
+    ledger.emit_many([*late, failure])
+    run_dbt(*BUILD)
+    incremental = mart(db, "run_anomalies")
+    assert [(row["run_key"], row["metric"]) for row in incremental] == [
+        ("etl@05b", "records_processed")
+    ]
+    assert incremental[0]["baseline_runs"] == 5  # etl@00 to etl@05 without etl@03
+
+    run_dbt(*BUILD, "--full-refresh")
+    assert mart(db, "run_anomalies") == incremental
+
+
 # pipeline_health ---------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@
     indexes=[
         {'columns': ['pipeline_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
+        {'columns': ['pipeline_name', 'created_at']},
         {'columns': ['completed_at']},
         {'columns': ['_load_watermark']},
     ],
@@ -13,29 +14,47 @@
 
 with
 
-{# Rebuilt: runs that pipelines re-derived since this model's last build, and
-    every run still open, whose staleness moves with the clock. #}
+{% if is_incremental() %}
+    {# Rebuilt: runs that pipelines re-derived since this model's last build,
+        and every run still open, whose staleness moves with the clock. Not
+        materialized: each reader plans it as a semi-join on its index. #}
+    changed_runs as not materialized (
+        select rederived_runs.id as pipeline_id
+        from {{ ref('pipelines') }} as rederived_runs
+        where
+            {{ loaded_since_previous_build('rederived_runs._load_watermark') }}
+        union
+        select open_runs.pipeline_id
+        from {{ this }} as open_runs
+        where open_runs.completed_at is null
+    ),
+{% endif %}
+
 pipelines as (
     select * from {{ ref('pipelines') }}
     {% if is_incremental() %}
-        where
-            _load_watermark >= {{ previous_load_watermark() }}
-            or id in (
-                select open_runs.pipeline_id
-                from {{ this }} as open_runs
-                where open_runs.completed_at is null
-            )
+        where id = any(
+            array(select changed_runs.pipeline_id from changed_runs)
+        )
     {% endif %}
 ),
 
 run_events as (
     select * from {{ ref('stg_raw__run_events') }}
-    where pipeline_id in (select pipelines.id from pipelines)
+    {% if is_incremental() %}
+        where pipeline_id = any(
+            array(select changed_runs.pipeline_id from changed_runs)
+        )
+    {% endif %}
 ),
 
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
-    where pipeline_id in (select pipelines.id from pipelines)
+    {% if is_incremental() %}
+        where pipeline_id = any(
+            array(select changed_runs.pipeline_id from changed_runs)
+        )
+    {% endif %}
 ),
 
 dim_pipelines as (

@@ -18,13 +18,15 @@ with
 runs as (
     select * from {{ ref('fct_pipeline_runs') }}
     {% if is_incremental() %}
-        where _load_watermark >= {{ previous_load_watermark() }}
+        where {{ loaded_since_previous_build('_load_watermark') }}
     {% endif %}
 ),
 
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
-    where pipeline_id in (select runs.pipeline_id from runs)
+    {% if is_incremental() %}
+        where pipeline_id = any(array(select runs.pipeline_id from runs))
+    {% endif %}
 ),
 
 {# Contract rule 3 lets a stage's first running event come after its

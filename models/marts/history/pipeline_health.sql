@@ -4,48 +4,88 @@ dim_pipelines as (
     select * from {{ ref('dim_pipelines') }}
 ),
 
-runs as (
+{# Each part reads only what it needs through fct_pipeline_runs' indexes:
+    the latest runs by (pipeline_name, created_at), the last 30 days, the
+    open runs by completed_at. A build costs what the recent history holds,
+    not what the whole history holds. Not materialized, so that each part
+    is planned on the table and its indexes. #}
+runs as not materialized (
     select * from {{ ref('fct_pipeline_runs') }}
 ),
 
 latest_runs as (
-    select distinct on (pipeline_name)
-        pipeline_name,
-        pipeline_id,
-        status,
-        created_at
-    from runs
-    order by pipeline_name asc, created_at desc, pipeline_id desc
+    select
+        dim_pipelines.pipeline_name,
+        latest_run.pipeline_id,
+        latest_run.status,
+        latest_run.created_at
+    from dim_pipelines
+    cross join lateral (
+        select
+            runs.pipeline_id,
+            runs.status,
+            runs.created_at
+        from runs
+        where runs.pipeline_name = dim_pipelines.pipeline_name
+        order by runs.created_at desc, runs.pipeline_id desc
+        limit 1
+    ) as latest_run
 ),
 
-run_summaries as (
+{# "Latest" is by created_at, the order the failure streak counts in. #}
+last_successes as (
+    select
+        dim_pipelines.pipeline_name,
+        last_success.created_at,
+        last_success.completed_at
+    from dim_pipelines
+    cross join lateral (
+        select
+            runs.created_at,
+            runs.completed_at
+        from runs
+        where
+            runs.pipeline_name = dim_pipelines.pipeline_name
+            and runs.status = 'completed'
+        order by runs.created_at desc, runs.pipeline_id desc
+        limit 1
+    ) as last_success
+),
+
+recent_summaries as (
+    select
+        dim_pipelines.pipeline_name,
+        recent.*
+    from dim_pipelines
+    cross join lateral (
+        select
+            count(*) filter (
+                where runs.status = 'completed' and {{ within_days(7) }}
+            ) as completed_7d,
+            count(*) filter (
+                where runs.status = 'failed' and {{ within_days(7) }}
+            ) as failed_7d,
+            count(*) filter (where runs.status = 'completed') as completed_30d,
+            count(*) filter (where runs.status = 'failed') as failed_30d,
+            percentile_cont(0.95) within group (
+                order by runs.duration_seconds
+            ) filter (
+                where runs.status = 'completed'
+            ) as duration_p95_seconds_30d
+        from runs
+        where
+            runs.pipeline_name = dim_pipelines.pipeline_name
+            and {{ within_days(30) }}
+    ) as recent
+),
+
+open_summaries as (
     select
         pipeline_name,
-        max(completed_at) filter (
-            where status = 'completed'
-        ) as last_success_at,
-        max(created_at) filter (
-            where status = 'completed'
-        ) as last_success_created_at,
         count(*) filter (where status = 'running') as running_runs,
-        count(*) filter (where is_stale) as stale_runs,
-        count(*) filter (
-            where status = 'completed' and {{ within_days(7) }}
-        ) as completed_7d,
-        count(*) filter (
-            where status = 'failed' and {{ within_days(7) }}
-        ) as failed_7d,
-        count(*) filter (
-            where status = 'completed' and {{ within_days(30) }}
-        ) as completed_30d,
-        count(*) filter (
-            where status = 'failed' and {{ within_days(30) }}
-        ) as failed_30d,
-        percentile_cont(0.95) within group (order by duration_seconds)
-        filter (
-            where status = 'completed' and {{ within_days(30) }}
-        ) as duration_p95_seconds_30d
+        count(*) filter (where is_stale) as stale_runs
     from runs
+    where completed_at is null
     group by pipeline_name
 ),
 
@@ -53,18 +93,22 @@ run_summaries as (
     open neither extend nor break the streak. #}
 failure_streaks as (
     select
-        runs.pipeline_name,
-        count(*) as consecutive_failures
-    from runs
-    inner join run_summaries
-        on runs.pipeline_name = run_summaries.pipeline_name
-    where
-        runs.status = 'failed'
-        and (
-            run_summaries.last_success_created_at is null
-            or runs.created_at > run_summaries.last_success_created_at
-        )
-    group by runs.pipeline_name
+        dim_pipelines.pipeline_name,
+        streak.consecutive_failures
+    from dim_pipelines
+    left join last_successes
+        on dim_pipelines.pipeline_name = last_successes.pipeline_name
+    cross join lateral (
+        select count(*) as consecutive_failures
+        from runs
+        where
+            runs.pipeline_name = dim_pipelines.pipeline_name
+            and runs.status = 'failed'
+            and (
+                last_successes.created_at is null
+                or runs.created_at > last_successes.created_at
+            )
+    ) as streak
 ),
 
 measured as (
@@ -76,24 +120,27 @@ measured as (
         latest_runs.pipeline_id as last_run_id,
         latest_runs.status as last_run_status,
         latest_runs.created_at as last_run_at,
-        run_summaries.last_success_at,
-        coalesce(failure_streaks.consecutive_failures, 0)::integer
-            as consecutive_failures,
+        last_successes.completed_at as last_success_at,
+        failure_streaks.consecutive_failures::integer as consecutive_failures,
         {{ success_rate(
-            'run_summaries.completed_7d', 'run_summaries.failed_7d'
+            'recent_summaries.completed_7d', 'recent_summaries.failed_7d'
         ) }} as success_rate_7d,
         {{ success_rate(
-            'run_summaries.completed_30d', 'run_summaries.failed_30d'
+            'recent_summaries.completed_30d', 'recent_summaries.failed_30d'
         ) }} as success_rate_30d,
-        run_summaries.duration_p95_seconds_30d,
-        coalesce(run_summaries.running_runs, 0)::integer as running_runs,
-        coalesce(run_summaries.stale_runs, 0)::integer as stale_runs
+        recent_summaries.duration_p95_seconds_30d,
+        coalesce(open_summaries.running_runs, 0)::integer as running_runs,
+        coalesce(open_summaries.stale_runs, 0)::integer as stale_runs
     from dim_pipelines
     left join latest_runs
         on dim_pipelines.pipeline_name = latest_runs.pipeline_name
-    left join run_summaries
-        on dim_pipelines.pipeline_name = run_summaries.pipeline_name
-    left join failure_streaks
+    left join last_successes
+        on dim_pipelines.pipeline_name = last_successes.pipeline_name
+    inner join recent_summaries
+        on dim_pipelines.pipeline_name = recent_summaries.pipeline_name
+    left join open_summaries
+        on dim_pipelines.pipeline_name = open_summaries.pipeline_name
+    inner join failure_streaks
         on dim_pipelines.pipeline_name = failure_streaks.pipeline_name
 ),
 

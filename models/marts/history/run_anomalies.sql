@@ -2,14 +2,23 @@
     say how it failed, not how the pipeline behaves. -#}
 {%- set baseline_runs = var('anomaly_baseline_runs') | int -%}
 
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_partitions',
+    unique_key='pipeline_id',
+    placeholder_column='metric',
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['pipeline_id']},
+        {'columns': ['_load_watermark']},
+    ],
+) }}
+
 with
 
-completed_runs as (
-    select * from {{ ref('fct_pipeline_runs') }}
-    where status = 'completed'
-),
-
-measurements as (
+{# Not materialized: an incremental build reads it through the
+    (pipeline_name, created_at) index, for a few pipelines and days. #}
+all_measurements as not materialized (
     select
         pipeline_id,
         run_key,
@@ -17,8 +26,8 @@ measurements as (
         created_at,
         'records_processed' as metric,
         records_processed::double precision as measured_value
-    from completed_runs
-    where records_processed is not null
+    from {{ ref('fct_pipeline_runs') }}
+    where status = 'completed' and records_processed is not null
     union all
     select
         pipeline_id,
@@ -27,8 +36,69 @@ measurements as (
         created_at,
         'duration_seconds' as metric,
         duration_seconds as measured_value
-    from completed_runs
-    where duration_seconds is not null
+    from {{ ref('fct_pipeline_runs') }}
+    where status = 'completed' and duration_seconds is not null
+),
+
+{% if is_incremental() %}
+    {# A finished run re-derived since this model's last build changes the
+        baselines of the runs after it, so each of its pipelines is rescored
+        from its earliest such run on (created_at only moves earlier, so that
+        also covers where the run used to be). Runs rebuilt only because
+        they are still open are in no baseline. #}
+    rescored_pipelines as (
+        select
+            pipeline_name,
+            min(created_at) as rescored_from
+        from {{ ref('fct_pipeline_runs') }}
+        where
+            {{ loaded_since_previous_build('_load_watermark') }}
+            and completed_at is not null
+        group by pipeline_name
+    ),
+
+    {# Where the first rescored runs' baselines begin: the earliest of the
+        last anomaly_baseline_runs measurements of each metric before it. #}
+    baseline_starts as (
+        select
+            rescored_pipelines.pipeline_name,
+            rescored_pipelines.rescored_from,
+            least(
+                rescored_pipelines.rescored_from,
+                min(previous_measurements.created_at)
+            ) as measured_from
+        from rescored_pipelines
+        cross join
+            (values ('records_processed'), ('duration_seconds'))
+                as metrics (metric)
+        left join lateral (
+            select all_measurements.created_at
+            from all_measurements
+            where
+                all_measurements.pipeline_name
+                = rescored_pipelines.pipeline_name
+                and all_measurements.metric = metrics.metric
+                and all_measurements.created_at
+                < rescored_pipelines.rescored_from
+            order by all_measurements.created_at desc
+            limit {{ baseline_runs }}
+        ) as previous_measurements on true
+        group by
+            rescored_pipelines.pipeline_name,
+            rescored_pipelines.rescored_from
+    ),
+{% endif %}
+
+measurements as (
+    select all_measurements.*
+    from all_measurements
+    {% if is_incremental() %}
+        inner join baseline_starts
+            on
+                all_measurements.pipeline_name = baseline_starts.pipeline_name
+                and all_measurements.created_at
+                >= baseline_starts.measured_from
+    {% endif %}
 ),
 
 {# The frame ends one row before the run: it is never its own baseline. #}
@@ -57,7 +127,7 @@ scored as (
     where baseline_runs >= {{ var('anomaly_min_baseline_runs') }}
 ),
 
-final as (
+anomalies as (
     select
         pipeline_id,
         run_key,
@@ -71,11 +141,46 @@ final as (
         z_score,
         case
             when measured_value > baseline_mean then 'high' else 'low'
-        end as direction
+        end as direction,
+        {{ current_load_watermark() }} as _load_watermark
     from scored
     where
         abs(z_score) >= {{ var('anomaly_z_threshold') }}
         or (baseline_stddev = 0 and measured_value != baseline_mean)
+),
+
+final as (
+    {% if is_incremental() %}
+        select anomalies.*
+        from anomalies
+        inner join baseline_starts
+            on
+                anomalies.pipeline_name = baseline_starts.pipeline_name
+                and anomalies.created_at >= baseline_starts.rescored_from
+        union all
+        {# One placeholder (null metric) per rescored run: it clears the
+            run's old rows, anomalous or not any more. #}
+        select
+            runs.pipeline_id,
+            runs.run_key,
+            runs.pipeline_name,
+            runs.created_at,
+            null as metric,
+            null as measured_value,
+            null as baseline_mean,
+            null as baseline_stddev,
+            null as baseline_runs,
+            null as z_score,
+            null as direction,
+            {{ current_load_watermark() }} as _load_watermark
+        from {{ ref('fct_pipeline_runs') }} as runs
+        inner join baseline_starts
+            on
+                runs.pipeline_name = baseline_starts.pipeline_name
+                and runs.created_at >= baseline_starts.rescored_from
+    {% else %}
+        select * from anomalies
+    {% endif %}
 )
 
 select * from final

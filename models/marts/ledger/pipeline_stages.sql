@@ -9,6 +9,16 @@
 
 with
 
+{% if is_incremental() %}
+    new_events as not materialized (
+        select
+            new_events.pipeline_id,
+            new_events.stage_id
+        from {{ ref('stg_raw__run_events') }} as new_events
+        where {{ loaded_since_previous_build('new_events.load_xid') }}
+    ),
+{% endif %}
+
 stage_events as (
     select * from {{ ref('stg_raw__run_events') }}
     where
@@ -17,74 +27,68 @@ stage_events as (
             {# The pipeline_id filter adds nothing logically: it lets the
                 planner reach the stages' events through the pipeline_id
                 index (raw has no stage_id index, to keep loads fast). #}
-            and pipeline_id in (
-                select new_events.pipeline_id
-                from {{ ref('stg_raw__run_events') }} as new_events
-                where new_events.load_xid >= {{ previous_load_watermark() }}
+            and pipeline_id = any(
+                array(select new_events.pipeline_id from new_events)
             )
-            and stage_id in (
-                select new_events.stage_id
-                from {{ ref('stg_raw__run_events') }} as new_events
-                where new_events.load_xid >= {{ previous_load_watermark() }}
+            and stage_id = any(
+                array(select new_events.stage_id from new_events)
             )
         {% endif %}
 ),
 
 stages as (
     select * from {{ ref('stg_raw__stages') }}
+    {% if is_incremental() %}
+        where stage_id = any(array(select new_events.stage_id from new_events))
+    {% endif %}
 ),
 
-stage_attempts as (
+{# Window functions only, no self-joins: an incremental build reads a few
+    stages' events, and joins between such small sets are planned as nested
+    loops that grow with the square of what a late backfill touches. #}
+events_in_stage as (
     select
         stage_id,
-        max(attempt) as attempts,
-        min(event_time) filter (where status = 'running') as started_at,
-        max(event_time) as last_event_at
-    from stage_events
-    group by stage_id
-),
-
-final_attempt_events_ordered as (
-    select
-        stage_events.stage_id,
-        stage_events.status,
-        stage_events.event_time,
-        stage_events.records_processed,
-        stage_events.error_message,
-        {{ event_order('stage_events.stage_id') }} as event_order
-    from stage_events
-    inner join stage_attempts
-        on
-            stage_events.stage_id = stage_attempts.stage_id
-            and stage_events.attempt = stage_attempts.attempts
-),
-
-final_terminal_events as (
-    select distinct on (stage_id)
-        stage_id,
+        event_id,
+        attempt,
         status,
         event_time,
         records_processed,
         error_message,
-        event_order
-    from final_attempt_events_ordered
-    where {{ is_terminal('status') }}
-    order by stage_id, event_order
+        max(attempt) over whole_stage as attempts,
+        min(event_time) filter (where status = 'running') over whole_stage
+            as started_at,
+        max(event_time) over whole_stage as last_event_at
+    from stage_events
+    window whole_stage as (partition by stage_id)
 ),
 
-final_attempt_summaries as (
+{# Rule 4: only the final attempt decides; records_until_here is the
+    largest count reported up to each event, in rule 2's order. #}
+final_attempt_events as (
     select
-        events.stage_id,
-        bool_or(events.status = 'running') as has_running_event,
-        max(events.records_processed) filter (
-            where
-            terminal.event_order is null
-            or events.event_order <= terminal.event_order
-        ) as records_until_final_event
-    from final_attempt_events_ordered as events
-    left join final_terminal_events as terminal
-        on events.stage_id = terminal.stage_id
-    group by events.stage_id
+        *,
+        {{ is_terminal('status') }} as is_terminal,
+        row_number() over in_order as event_order,
+        bool_or(status = 'running') over (partition by stage_id)
+            as has_running_event,
+        max(records_processed) over (
+            in_order rows between unbounded preceding and current row
+        ) as records_until_here
+    from events_in_stage
+    where attempt = attempts
+    window in_order as ({{ event_order_window('stage_id') }})
+),
+
+{# The event that decides each stage: its first terminal event, else its
+    last event. #}
+deciding_events as (
+    select distinct on (stage_id) *
+    from final_attempt_events
+    order by
+        stage_id asc,
+        is_terminal desc,
+        case when is_terminal then event_order else -event_order end asc
 ),
 
 final as (
@@ -93,31 +97,35 @@ final as (
         stages.pipeline_id,
         stages.stage_name,
         case
-            when final_terminal_events.status is not null
-                then final_terminal_events.status
-            when final_attempt_summaries.has_running_event then 'running'
+            when deciding_events.is_terminal then deciding_events.status
+            when deciding_events.has_running_event then 'running'
             else 'pending'
         end as status,
         case
-            when final_terminal_events.status = 'failed'
-                then final_terminal_events.error_message
+            when
+                deciding_events.is_terminal
+                and deciding_events.status = 'failed'
+                then deciding_events.error_message
         end as error_message,
-        coalesce(
-            final_terminal_events.records_processed,
-            final_attempt_summaries.records_until_final_event
-        ) as records_processed,
-        stage_attempts.started_at,
-        final_terminal_events.event_time as completed_at,
-        stage_attempts.attempts,
-        stage_attempts.last_event_at,
+        case
+            when deciding_events.is_terminal
+                then
+                    coalesce(
+                        deciding_events.records_processed,
+                        deciding_events.records_until_here
+                    )
+            else deciding_events.records_until_here
+        end as records_processed,
+        deciding_events.started_at,
+        case
+            when deciding_events.is_terminal then deciding_events.event_time
+        end as completed_at,
+        deciding_events.attempts,
+        deciding_events.last_event_at,
         {{ current_load_watermark() }} as _load_watermark
-    from stage_attempts
+    from deciding_events
     inner join stages
-        on stage_attempts.stage_id = stages.stage_id
-    inner join final_attempt_summaries
-        on stage_attempts.stage_id = final_attempt_summaries.stage_id
-    left join final_terminal_events
-        on stage_attempts.stage_id = final_terminal_events.stage_id
+        on deciding_events.stage_id = stages.stage_id
 )
 
 select * from final

@@ -8,22 +8,29 @@
 
 with
 
-{# A run is re-derived when it has new events, and also when its stages were
-    re-derived after this table's last build: a load that committed between
-    the two models' snapshots reached pipeline_stages only in a later build. #}
+{% if is_incremental() %}
+    {# A run is re-derived when it has new events, and also when its stages
+        were re-derived after this table's last build: a load that committed
+        between the two models' snapshots reached pipeline_stages only in a
+        later build. Not materialized: each reader plans it as a semi-join
+        that reaches its rows through the pipeline_id indexes. #}
+    changed_runs as not materialized (
+        select new_events.pipeline_id
+        from {{ ref('stg_raw__run_events') }} as new_events
+        where {{ loaded_since_previous_build('new_events.load_xid') }}
+        union
+        select rebuilt_stages.pipeline_id
+        from {{ ref('pipeline_stages') }} as rebuilt_stages
+        where
+            {{ loaded_since_previous_build('rebuilt_stages._load_watermark') }}
+    ),
+{% endif %}
+
 run_events as (
     select * from {{ ref('stg_raw__run_events') }}
     {% if is_incremental() %}
-        where pipeline_id in (
-            select new_events.pipeline_id
-            from {{ ref('stg_raw__run_events') }} as new_events
-            where new_events.load_xid >= {{ previous_load_watermark() }}
-            union
-            select rebuilt_stages.pipeline_id
-            from {{ ref('pipeline_stages') }} as rebuilt_stages
-            where
-                rebuilt_stages._load_watermark
-                >= {{ previous_load_watermark() }}
+        where pipeline_id = any(
+            array(select changed_runs.pipeline_id from changed_runs)
         )
     {% endif %}
 ),
@@ -34,6 +41,11 @@ runs as (
 
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
+    {% if is_incremental() %}
+        where pipeline_id = any(
+            array(select changed_runs.pipeline_id from changed_runs)
+        )
+    {% endif %}
 ),
 
 run_summaries as (

@@ -51,15 +51,24 @@ format: setup  ## Apply ruff and sqlfluff fixes
 	$(BIN)/ruff format .
 	$(BIN)/sqlfluff fix models macros dbt_tests loader/sql
 
+# One worker per core; a test module stays on one worker (it owns a database).
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
+
 pytest: db-start  ## The pytest suite against the embedded PostgreSQL (18)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The other major version this machine has; `make test` covers it when installed.
 PG15_BIN ?= /usr/lib/postgresql/15/bin
+# What can differ between major versions: the SQL of the raw schema, the loader, the
+# roles, retention and every dbt model. Pure Python, process faults and the property
+# tests (the same SQL on more data) run once, on PostgreSQL 18.
+PG15_TESTS = tests/test_schema.py tests/test_ingest.py tests/test_api.py tests/test_roles.py \
+	tests/test_prune.py tests/test_derivation.py tests/test_marts.py
 
-pytest-pg15: setup  ## The pytest suite against a throwaway PostgreSQL 15
+pytest-pg15: setup  ## The SQL-facing tests against a throwaway PostgreSQL 15
 	@if [ -x $(PG15_BIN)/postgres ]; then \
-		scripts/with-postgres.sh $(PG15_BIN) $(BIN)/pytest -q; \
+		scripts/with-postgres.sh $(PG15_BIN) \
+			$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not hypothesis" $(PG15_TESTS); \
 	else \
 		echo "no PostgreSQL 15 binaries in $(PG15_BIN): install postgresql-15 to test it"; \
 	fi

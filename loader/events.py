@@ -90,6 +90,8 @@ def parse_line(line: bytes) -> Event:
     except UnicodeDecodeError as error:
         raise BadEventError(None, f"not valid UTF-8 (byte {error.start})") from None
     try:
+        if text.startswith("\ufeff"):  # json.loads checks this; a decoder's decode does not
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
         document = _DECODER.decode(text)
     except json.JSONDecodeError as error:
         message = error.msg.removesuffix(" at")  # "Invalid control character at"

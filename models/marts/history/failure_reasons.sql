@@ -19,20 +19,18 @@ with
 {% endif %}
 
 runs as (
-    select * from {{ ref('fct_pipeline_runs') }}
     {% if is_incremental() %}
-        where
-            (pipeline_name, run_date)
-            in (select changed_days.* from changed_days)
+        {{ rows_on_changed_days(ref('fct_pipeline_runs')) }}
+    {% else %}
+        select * from {{ ref('fct_pipeline_runs') }}
     {% endif %}
 ),
 
 stage_runs as (
-    select * from {{ ref('fct_stage_runs') }}
     {% if is_incremental() %}
-        where
-            (pipeline_name, run_date)
-            in (select changed_days.* from changed_days)
+        {{ rows_on_changed_days(ref('fct_stage_runs')) }}
+    {% else %}
+        select * from {{ ref('fct_stage_runs') }}
     {% endif %}
 ),
 

@@ -19,11 +19,10 @@ with
 {% endif %}
 
 runs as (
-    select * from {{ ref('fct_pipeline_runs') }}
     {% if is_incremental() %}
-        where
-            (pipeline_name, run_date)
-            in (select changed_days.* from changed_days)
+        {{ rows_on_changed_days(ref('fct_pipeline_runs')) }}
+    {% else %}
+        select * from {{ ref('fct_pipeline_runs') }}
     {% endif %}
 ),
 

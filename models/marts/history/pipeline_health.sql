@@ -104,10 +104,9 @@ failure_streaks as (
         where
             runs.pipeline_name = dim_pipelines.pipeline_name
             and runs.status = 'failed'
-            and (
-                last_successes.created_at is null
-                or runs.created_at > last_successes.created_at
-            )
+            {# coalesce, not "is null or": a range the index can bound. #}
+            and runs.created_at
+            > coalesce(last_successes.created_at, '-infinity'::timestamptz)
     ) as streak
 ),
 

@@ -17,7 +17,7 @@
 with
 
 {# Not materialized: an incremental build reads it through the
-    (pipeline_name, created_at) index, for a few pipelines and days. #}
+    (pipeline_name, created_at) index, for a few pipelines and weeks. #}
 all_measurements as not materialized (
     select
         pipeline_id,
@@ -72,15 +72,19 @@ all_measurements as not materialized (
             (values ('records_processed'), ('duration_seconds'))
                 as metrics (metric)
         left join lateral (
-            select all_measurements.created_at
-            from all_measurements
+            select runs.created_at
+            from {{ ref('fct_pipeline_runs') }} as runs
             where
-                all_measurements.pipeline_name
-                = rescored_pipelines.pipeline_name
-                and all_measurements.metric = metrics.metric
-                and all_measurements.created_at
-                < rescored_pipelines.rescored_from
-            order by all_measurements.created_at desc
+                runs.pipeline_name = rescored_pipelines.pipeline_name
+                and runs.created_at < rescored_pipelines.rescored_from
+                and runs.status = 'completed'
+                and (
+                    metrics.metric = 'records_processed'
+                    and runs.records_processed is not null
+                    or metrics.metric = 'duration_seconds'
+                    and runs.duration_seconds is not null
+                )
+            order by runs.created_at desc
             limit {{ baseline_runs }}
         ) as previous_measurements on true
         group by
@@ -89,15 +93,24 @@ all_measurements as not materialized (
     ),
 {% endif %}
 
+{# Lateral, each pipeline's rows a range of the (pipeline_name, created_at)
+    index: as a join it would be planned as a scan of every run. "offset 0"
+    keeps the planner from turning the lateral back into that join. #}
 measurements as (
-    select all_measurements.*
-    from all_measurements
     {% if is_incremental() %}
-        inner join baseline_starts
-            on
+        select rescored_measurements.*
+        from baseline_starts
+        cross join lateral (
+            select all_measurements.*
+            from all_measurements
+            where
                 all_measurements.pipeline_name = baseline_starts.pipeline_name
                 and all_measurements.created_at
                 >= baseline_starts.measured_from
+            offset 0  -- noqa: AM09
+        ) as rescored_measurements
+    {% else %}
+        select * from all_measurements
     {% endif %}
 ),
 
@@ -173,11 +186,19 @@ final as (
             null as z_score,
             null as direction,
             {{ current_load_watermark() }} as _load_watermark
-        from {{ ref('fct_pipeline_runs') }} as runs
-        inner join baseline_starts
-            on
-                runs.pipeline_name = baseline_starts.pipeline_name
-                and runs.created_at >= baseline_starts.rescored_from
+        from baseline_starts
+        cross join lateral (
+            select
+                rescored_runs.pipeline_id,
+                rescored_runs.run_key,
+                rescored_runs.pipeline_name,
+                rescored_runs.created_at
+            from {{ ref('fct_pipeline_runs') }} as rescored_runs
+            where
+                rescored_runs.pipeline_name = baseline_starts.pipeline_name
+                and rescored_runs.created_at >= baseline_starts.rescored_from
+            offset 0  -- noqa: AM09
+        ) as runs
     {% else %}
         select * from anomalies
     {% endif %}

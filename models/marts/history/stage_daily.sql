@@ -20,11 +20,10 @@ with
 {% endif %}
 
 stage_runs as (
-    select * from {{ ref('fct_stage_runs') }}
     {% if is_incremental() %}
-        where
-            (pipeline_name, run_date)
-            in (select changed_days.* from changed_days)
+        {{ rows_on_changed_days(ref('fct_stage_runs')) }}
+    {% else %}
+        select * from {{ ref('fct_stage_runs') }}
     {% endif %}
 ),
 

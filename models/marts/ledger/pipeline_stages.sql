@@ -10,10 +10,11 @@
 with
 
 {% if is_incremental() %}
-    new_events as not materialized (
-        select
-            new_events.pipeline_id,
-            new_events.stage_id
+    {# Every stage of a run with new events is re-derived: a stage's events
+        are reached through raw's pipeline_id index (raw has no stage_id
+        index, to keep loads fast), and re-deriving a stage is idempotent. #}
+    touched_runs as not materialized (
+        select new_events.pipeline_id
         from {{ ref('stg_raw__run_events') }} as new_events
         where {{ loaded_since_previous_build('new_events.load_xid') }}
     ),
@@ -24,14 +25,8 @@ stage_events as (
     where
         stage_id is not null
         {% if is_incremental() %}
-            {# The pipeline_id filter adds nothing logically: it lets the
-                planner reach the stages' events through the pipeline_id
-                index (raw has no stage_id index, to keep loads fast). #}
             and pipeline_id = any(
-                array(select new_events.pipeline_id from new_events)
-            )
-            and stage_id = any(
-                array(select new_events.stage_id from new_events)
+                array(select touched_runs.pipeline_id from touched_runs)
             )
         {% endif %}
 ),
@@ -39,7 +34,9 @@ stage_events as (
 stages as (
     select * from {{ ref('stg_raw__stages') }}
     {% if is_incremental() %}
-        where stage_id = any(array(select new_events.stage_id from new_events))
+        where pipeline_id = any(
+            array(select touched_runs.pipeline_id from touched_runs)
+        )
     {% endif %}
 ),
 

@@ -174,7 +174,7 @@ _deliveries = st.builds(
 
 
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     # Each example costs several dbt runs: report the failing example unshrunk.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

@@ -419,7 +419,7 @@ _events = st.builds(
 
 
 @settings(
-    max_examples=10,
+    max_examples=6,
     deadline=None,
     # Each example costs several dbt runs: report the failing example unshrunk.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],

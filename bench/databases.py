@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from psycopg import sql
-
-from loader.connection import connect, resolve
+from loader.connection import connect, drop_database, recreate_database, resolve
 from loader.schema import create_raw_schema
 from loader.settings import Settings
 
@@ -28,19 +26,13 @@ def fresh_database(name: str) -> Iterator[Settings]:
     server = dataclasses.replace(
         resolve(Settings.from_env()), statement_timeout=BENCH_STATEMENT_TIMEOUT
     )
-    maintenance = dataclasses.replace(server, dbname="postgres")
-    identifier = sql.Identifier(name)
-    with connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(identifier))
-        conn.execute(sql.SQL("create database {}").format(identifier))
-    settings = dataclasses.replace(server, dbname=name)
+    settings = recreate_database(server, name)
     with connect(settings, autocommit=True) as conn:
         create_raw_schema(conn)
     try:
         yield settings
     finally:
-        with connect(maintenance, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(identifier))
+        drop_database(server, name)
 
 
 def run_dbt(settings: Settings, target: Path, *args: str) -> float:

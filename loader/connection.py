@@ -43,6 +43,25 @@ def _create_database_if_missing(settings: Settings) -> None:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.dbname)))
 
 
+def recreate_database(server: Settings, name: str) -> Settings:
+    """Drop database `name` on the server if it exists, create it empty; return its settings.
+
+    For throwaway databases (tests, benchmarks): `with (force)` ends other sessions on it.
+    """
+    drop_database(server, name)
+    with connect(dataclasses.replace(server, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return dataclasses.replace(server, dbname=name)
+
+
+def drop_database(server: Settings, name: str) -> None:
+    """Drop database `name` on the server if it exists, ending its sessions."""
+    with connect(dataclasses.replace(server, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
+
+
 def open_connection(settings: Settings, *, autocommit: bool = False) -> Connection:
     """Open a connection to the resolved settings' database; the caller closes it."""
     try:

@@ -197,13 +197,14 @@ def _event_time(document: Mapping[str, Any]) -> datetime:
         raise BadEventError("event_time", f"{value!r} is out of range in UTC") from None
 
 
-def _optional_text(document: Mapping[str, Any], field: str) -> str | None:
+def _optional_text(document: Mapping[str, Any], field: str, path: str | None = None) -> str | None:
+    """Return the string at `field`, or None; errors name `path` (default: the field)."""
     value = document.get(field)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadEventError(field, f"expected a string, got {_json_type(value)}")
-    _check_text(value, field)
+        raise BadEventError(path or field, f"expected a string, got {_json_type(value)}")
+    _check_text(value, path or field)
     return value
 
 

@@ -18,9 +18,9 @@ from loader.errors import BadEventError
 from loader.events import (
     FIELDS,
     Event,
-    _check_text,
     _event_time,
     _json_type,
+    _optional_text,
     _shorten,
     derived_event_id,
     parse_event,
@@ -128,7 +128,7 @@ def _parent(facets: Mapping[str, Any]) -> _Parent | None:
     return _Parent(
         run_id=_uuid(run, "runId", "run.facets.parent.run.runId"),
         job_name=_required_string(job, "name", "run.facets.parent.job.name"),
-        job_namespace=_optional_string(job, "namespace", "run.facets.parent.job.namespace"),
+        job_namespace=_optional_text(job, "namespace", "run.facets.parent.job.namespace"),
     )
 
 
@@ -144,8 +144,8 @@ def _error(facets: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     facet = _object(facets, "errorMessage", path)
     message = _required_string(facet, "message", f"{path}.message")
     details = {
-        "stack_trace": _optional_string(facet, "stackTrace", f"{path}.stackTrace"),
-        "programming_language": _optional_string(
+        "stack_trace": _optional_text(facet, "stackTrace", f"{path}.stackTrace"),
+        "programming_language": _optional_text(
             facet, "programmingLanguage", f"{path}.programmingLanguage"
         ),
     }
@@ -204,10 +204,10 @@ def _provenance(
     values = {
         "event_type": event_type,
         "run_id": run_id,
-        "job_namespace": _optional_string(job, "namespace", "job.namespace"),
+        "job_namespace": _optional_text(job, "namespace", "job.namespace"),
         "parent_job_namespace": parent.job_namespace if parent else None,
-        "producer": _optional_string(document, "producer", "producer"),
-        "schema_url": _optional_string(document, "schemaURL", "schemaURL"),
+        "producer": _optional_text(document, "producer", "producer"),
+        "schema_url": _optional_text(document, "schemaURL", "schemaURL"),
     }
     return {key: value for key, value in values.items() if value is not None}
 
@@ -226,19 +226,8 @@ def _object(
     return value
 
 
-def _optional_string(container: Mapping[str, Any], key: str, path: str) -> str | None:
-    """Return the string at `key`, or None; it is checked as text PostgreSQL can store."""
-    value = container.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadEventError(path, f"expected a string, got {_json_type(value)}")
-    _check_text(value, path)
-    return value
-
-
 def _required_string(container: Mapping[str, Any], key: str, path: str) -> str:
-    value = _optional_string(container, key, path)
+    value = _optional_text(container, key, path)
     if value is None:
         raise BadEventError(path, "missing")
     return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from psycopg import sql
 from support import dbt
 
 from loader import Ledger, Settings
-from loader.connection import Connection, connect, resolve
+from loader.connection import Connection, connect, drop_database, recreate_database, resolve
 from loader.roles import create_roles
 from loader.schema import create_raw_schema
 
@@ -37,18 +36,12 @@ def database(server: Settings, request: pytest.FixtureRequest) -> Iterator[Setti
     The roles matter to dbt: its grants on the marts name ledger_reader.
     """
     name = "test_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
-    maintenance = dataclasses.replace(server, dbname="postgres")
-    identifier = sql.Identifier(name)
-    with connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(identifier))
-        conn.execute(sql.SQL("create database {}").format(identifier))
-    settings = dataclasses.replace(server, dbname=name)
+    settings = recreate_database(server, name)
     with connect(settings, autocommit=True) as conn:
         create_raw_schema(conn)
         create_roles(conn)
     yield settings
-    with connect(maintenance, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(identifier))
+    drop_database(server, name)
 
 
 @pytest.fixture

@@ -25,6 +25,32 @@ def query(conn: Connection, statement: str, params: Iterable[Any] = ()) -> list[
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+STORED_EVENTS_SQL = """
+select events.event_id, runs.run_key, runs.pipeline_name, stages.stage_name, events.status,
+    events.event_time, events.records_processed, events.error_message, events.attempt,
+    events.attributes
+from raw.run_events as events
+inner join raw.runs on runs.pipeline_id = events.pipeline_id
+left join raw.stages
+    on stages.stage_id = events.stage_id and stages.pipeline_id = events.pipeline_id
+order by events.event_id
+"""
+
+
+def stored_events(conn: Connection) -> list[dict[str, Any]]:
+    """Every stored event with its run's key and name and its stage's name, by event_id."""
+    return query(conn, STORED_EVENTS_SQL)
+
+
+def quarantined_lines(conn: Connection) -> list[dict[str, Any]]:
+    """Every quarantined line (origin, line_number, reason, raw_line), by line number."""
+    return query(
+        conn,
+        "select origin, line_number, reason, raw_line from raw.quarantined_events"
+        " order by line_number",
+    )
+
+
 def jsonl(events: Iterable[Mapping[str, Any]]) -> bytes:
     """Return events as a JSON-lines file's bytes."""
     return b"".join(json.dumps(event).encode() + b"\n" for event in events)

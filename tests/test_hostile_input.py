@@ -31,7 +31,7 @@ from hostile_corpus import (
     SQL_RUN,
     Case,
 )
-from support import query
+from support import quarantined_lines, query, stored_events
 
 from loader.connection import Connection
 from loader.errors import BadEventError
@@ -43,18 +43,6 @@ EXIT_REJECTED = 2
 # The longest reason the loader may give: two quoted names of 200 characters and some words.
 MAX_REASON_LENGTH = 1000
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
-
-STORED_SQL = """
-select events.event_id, runs.run_key, runs.pipeline_name, stages.stage_name, events.status,
-    events.event_time, events.records_processed, events.error_message, events.attempt,
-    events.attributes
-from raw.run_events as events
-inner join raw.runs on runs.pipeline_id = events.pipeline_id
-left join raw.stages on stages.stage_id = events.stage_id
-"""
-QUARANTINE_SQL = """
-select origin, line_number, reason, raw_line from raw.quarantined_events order by line_number
-"""
 
 
 @dataclass(frozen=True)
@@ -96,7 +84,7 @@ def hostile_file() -> HostileFile:
 
 
 def stored_rows(db: Connection) -> list[dict[str, Any]]:
-    return [{**row, "event_id": str(row["event_id"])} for row in query(db, STORED_SQL)]
+    return [{**row, "event_id": str(row["event_id"])} for row in stored_events(db)]
 
 
 def stored_row_of(rows: list[dict[str, Any]], case: Case) -> dict[str, Any]:
@@ -136,7 +124,7 @@ def assert_verdicts(db: Connection, hostile: HostileFile, counts: tuple[int, int
     [generated] = [case for case in accepted if case.stored and not case.stored["event_id"]]
     assert uuid.UUID(stored_row_of(rows, generated)["event_id"]).version == 7
 
-    rows = query(db, QUARANTINE_SQL)
+    rows = quarantined_lines(db)
     assert [row["line_number"] for row in rows] == quarantined
     for row in rows:
         case = hostile.cases[row["line_number"]]
@@ -208,7 +196,7 @@ def test_cli_quarantines_each_hostile_line_and_stores_each_good_one(
     # One stderr line per rejected line: the file, the line number and the reason (which
     # names the field), exactly as quarantined.
     reported = result.stderr.splitlines()
-    quarantine = query(db, QUARANTINE_SQL)
+    quarantine = quarantined_lines(db)
     assert reported == [f"{path}: line {row['line_number']}: {row['reason']}" for row in quarantine]
 
 

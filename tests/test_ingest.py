@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support import jsonl, query
+from support import jsonl, quarantined_lines, query, stored_events
 
 from loader.connection import Connection, connect
 from loader.events import parse_event
@@ -19,20 +19,6 @@ from loader.writer import Candidate, LoadResult, Rejection, write_batch
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 SOURCE = "events.jsonl"
-
-STORED_SQL = """
-select events.event_id, runs.run_key, runs.pipeline_name, stages.stage_name, events.status,
-    events.event_time, events.records_processed, events.error_message, events.attempt,
-    events.attributes
-from raw.run_events as events
-inner join raw.runs on runs.pipeline_id = events.pipeline_id
-left join raw.stages
-    on stages.stage_id = events.stage_id and stages.pipeline_id = events.pipeline_id
-order by events.event_id
-"""
-QUARANTINE_SQL = """
-select origin, line_number, reason, raw_line from raw.quarantined_events order by line_number
-"""
 
 
 def event(
@@ -55,17 +41,9 @@ def ingest(conn: Connection, data: bytes, *, batch_lines: int = 10_000) -> LoadR
     return ingest_stream(conn, io.BytesIO(data), source=SOURCE, batch_lines=batch_lines)
 
 
-def stored(conn: Connection) -> list[dict[str, Any]]:
-    return query(conn, STORED_SQL)
-
-
 def stored_event(conn: Connection, event_id: str) -> dict[str, Any]:
-    [row] = [row for row in stored(conn) if str(row["event_id"]) == event_id]
+    [row] = [row for row in stored_events(conn) if str(row["event_id"]) == event_id]
     return row
-
-
-def quarantined(conn: Connection) -> list[dict[str, Any]]:
-    return query(conn, QUARANTINE_SQL)
 
 
 def pipeline_id(conn: Connection, run_key: str) -> int:
@@ -109,8 +87,11 @@ def test_good_lines_land_while_bad_lines_beside_them_are_quarantined_verbatim(
     result = ingest(db, data)
 
     assert (result.accepted, result.duplicates, result.rejected) == (2, 0, 5)
-    assert {str(row["event_id"]) for row in stored(db)} == {first["event_id"], second["event_id"]}
-    rows = quarantined(db)
+    assert {str(row["event_id"]) for row in stored_events(db)} == {
+        first["event_id"],
+        second["event_id"],
+    }
+    rows = quarantined_lines(db)
     assert [row["line_number"] for row in rows] == sorted(bad_lines)
     for row in rows:
         raw, reason = bad_lines[row["line_number"]]
@@ -138,7 +119,7 @@ def test_events_are_stored_as_sent(db: Connection) -> None:
 
     assert ingest(db, line(sent)).accepted == 1
 
-    [row] = stored(db)
+    [row] = stored_events(db)
     assert row == {
         "event_id": uuid.UUID(sent["event_id"]),
         "run_key": "run-1",
@@ -161,7 +142,7 @@ def test_lone_surrogate_line_is_quarantined_and_good_lines_still_land(db: Connec
     result = ingest(db, line(good) + b"\n" + bad + b"\n")
 
     assert (result.accepted, result.rejected) == (1, 1)
-    assert [row["line_number"] for row in quarantined(db)] == [2]
+    assert [row["line_number"] for row in quarantined_lines(db)] == [2]
 
 
 @pytest.mark.parametrize("batch_lines", [10_000, 1], ids=["one-batch", "batch-per-line"])
@@ -191,7 +172,7 @@ def test_duplicate_of_an_already_stored_event_counts_once_and_keeps_the_stored_r
     assert (result.accepted, result.duplicates, result.rejected) == (1, 1, 0)
     row = stored_event(db, first["event_id"])
     assert (row["records_processed"], row["error_message"]) == (10, None)
-    assert len(stored(db)) == 2
+    assert len(stored_events(db)) == 2
 
 
 @pytest.mark.parametrize("batch_lines", [10_000, 3, 1])
@@ -215,8 +196,8 @@ def test_counts_add_up_to_the_non_blank_lines(db: Connection, batch_lines: int) 
     non_blank = sum(1 for raw in lines if raw.strip())
     assert result.accepted + result.duplicates + result.rejected == non_blank
     assert (result.accepted, result.duplicates, result.rejected) == (3, 1, 4)
-    assert len(stored(db)) == result.accepted
-    assert len(quarantined(db)) == result.rejected
+    assert len(stored_events(db)) == result.accepted
+    assert len(quarantined_lines(db)) == result.rejected
 
 
 def test_blank_lines_are_skipped_but_counted_in_line_numbers(db: Connection) -> None:
@@ -234,7 +215,7 @@ def test_blank_lines_are_skipped_but_counted_in_line_numbers(db: Connection) -> 
     result = ingest(db, data)
 
     assert (result.accepted, result.rejected) == (1, 2)
-    rows = quarantined(db)
+    rows = quarantined_lines(db)
     assert [(row["line_number"], bytes(row["raw_line"])) for row in rows] == [
         (5, b"{broken"),
         (7, b"[1]"),
@@ -247,7 +228,7 @@ def test_new_run_without_a_pipeline_name_in_its_batch_is_rejected(db: Connection
     )
 
     assert (result.accepted, result.rejected) == (1, 1)
-    [row] = quarantined(db)
+    [row] = quarantined_lines(db)
     assert row["line_number"] == 1
     assert row["reason"].startswith("pipeline_name: ")
     assert "'nameless' is a new run" in row["reason"]
@@ -265,7 +246,7 @@ def test_new_run_is_accepted_when_another_line_of_the_batch_names_it(db: Connect
     result = ingest(db, jsonl(events))
 
     assert (result.accepted, result.rejected) == (4, 0)
-    assert {row["pipeline_name"] for row in stored(db)} == {"daily_sales"}
+    assert {row["pipeline_name"] for row in stored_events(db)} == {"daily_sales"}
 
 
 def test_a_name_in_an_earlier_batch_registers_the_run_for_later_batches(db: Connection) -> None:
@@ -283,7 +264,7 @@ def test_a_name_only_in_a_later_batch_does_not_count(db: Connection) -> None:
     result = ingest(db, jsonl(events), batch_lines=1)
 
     assert (result.accepted, result.rejected) == (1, 1)
-    assert quarantined(db)[0]["line_number"] == 1
+    assert quarantined_lines(db)[0]["line_number"] == 1
 
 
 def test_known_run_is_reached_by_run_key_or_pipeline_id_without_a_name(db: Connection) -> None:
@@ -302,7 +283,7 @@ def test_known_run_is_reached_by_run_key_or_pipeline_id_without_a_name(db: Conne
     )
 
     assert (result.accepted, result.rejected) == (3, 0)
-    assert {row["run_key"] for row in stored(db)} == {"run-1"}
+    assert {row["run_key"] for row in stored_events(db)} == {"run-1"}
 
 
 def test_unknown_pipeline_id_is_rejected(db: Connection) -> None:
@@ -312,7 +293,7 @@ def test_unknown_pipeline_id_is_rejected(db: Connection) -> None:
     result = ingest(db, jsonl([event(run_key=None, pipeline_id=unknown, pipeline_name="p")]))
 
     assert (result.accepted, result.rejected) == (0, 1)
-    assert quarantined(db)[0]["reason"] == f"pipeline_id: {unknown} is not a known run id"
+    assert quarantined_lines(db)[0]["reason"] == f"pipeline_id: {unknown} is not a known run id"
     assert query(db, "select count(*) as n from raw.runs") == [{"n": 1}]
 
 
@@ -327,7 +308,7 @@ def test_a_different_pipeline_name_for_a_known_run_is_rejected(db: Connection, b
     result = ingest(db, jsonl([event(minute=1, pipeline_name="weekly_sales", **address)]))
 
     assert (result.accepted, result.rejected) == (0, 1)
-    assert quarantined(db)[0]["reason"] == (
+    assert quarantined_lines(db)[0]["reason"] == (
         "pipeline_name: 'weekly_sales' differs from 'daily_sales', "
         "the name this run was registered with"
     )
@@ -343,7 +324,7 @@ def test_two_names_for_a_new_run_in_one_batch_the_first_line_wins(db: Connection
 
     assert (result.accepted, result.rejected) == (1, 1)
     assert query(db, "select pipeline_name from raw.runs") == [{"pipeline_name": "weekly_sales"}]
-    [row] = quarantined(db)
+    [row] = quarantined_lines(db)
     assert row["line_number"] == 2
     assert row["reason"].startswith("pipeline_name: 'daily_sales' differs from 'weekly_sales'")
 
@@ -358,7 +339,7 @@ def test_pipeline_id_and_run_key_that_disagree_are_rejected(db: Connection) -> N
     )
 
     assert (result.accepted, result.rejected) == (1, 1)
-    [row] = quarantined(db)
+    [row] = quarantined_lines(db)
     assert row["line_number"] == 1
     assert (
         row["reason"] == f"pipeline_id: {id_b} does not match run_key 'run-a', which has id {id_a}"
@@ -372,8 +353,8 @@ def test_pipeline_id_given_with_a_new_run_key_is_rejected(db: Connection) -> Non
     result = ingest(db, jsonl([event("run-new", pipeline_name="p", pipeline_id=id_a)]))
 
     assert (result.accepted, result.rejected) == (0, 1)
-    assert quarantined(db)[0]["reason"].startswith(f"pipeline_id: {id_a} does not match")
-    assert {row["run_key"] for row in stored(db)} == {"run-a"}
+    assert quarantined_lines(db)[0]["reason"].startswith(f"pipeline_id: {id_a} does not match")
+    assert {row["run_key"] for row in stored_events(db)} == {"run-a"}
 
 
 def test_a_quarantined_event_registers_no_run(db: Connection) -> None:
@@ -436,7 +417,7 @@ def test_run_and_stage_ids_are_stable_across_batches(db: Connection) -> None:
     assert {key: stages_after[key] for key in stages_before} == stages_before
     assert len(stages_after) == 4
     assert len(set(stages_after.values())) == 4
-    assert sorted(row["stage_name"] for row in stored(db)) == ["extract"] * 5 + ["load"]
+    assert sorted(row["stage_name"] for row in stored_events(db)) == ["extract"] * 5 + ["load"]
 
 
 def test_small_batches_give_the_same_result_as_one_batch(db: Connection) -> None:
@@ -465,9 +446,10 @@ def test_small_batches_give_the_same_result_as_one_batch(db: Connection) -> None
         result = ingest(db, data, batch_lines=batch_lines)
         rejections = [(item.line_number, item.reason, item.raw) for item in result.rejections]
         quarantine = [
-            (row["line_number"], row["reason"], bytes(row["raw_line"])) for row in quarantined(db)
+            (row["line_number"], row["reason"], bytes(row["raw_line"]))
+            for row in quarantined_lines(db)
         ]
-        return result.accepted, result.duplicates, rejections, quarantine, stored(db)
+        return result.accepted, result.duplicates, rejections, quarantine, stored_events(db)
 
     in_small_batches = load(3)
     in_one_batch = load(10_000)
@@ -497,4 +479,4 @@ def test_write_batch_needs_an_autocommit_connection(database: Settings, db: Conn
     candidate = Candidate(parse_event(event(pipeline_name="p")), b"{}", 1)
     with connect(database) as conn, pytest.raises(ValueError, match="autocommit"):
         write_batch(conn, [candidate], source="unit")
-    assert stored(db) == []
+    assert stored_events(db) == []

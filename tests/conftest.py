@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from psycopg import sql
-from support import dbt
 
 from loader import Ledger, Settings
 from loader.connection import Connection, connect, drop_database, recreate_database, resolve
 from loader.roles import create_roles
 from loader.schema import create_raw_schema
+from tests.support import dbt
 
 RAW_TABLES = ("raw.run_events", "raw.stages", "raw.runs", "raw.quarantined_events")
 # staging holds views over raw and the catalog seed: nothing a test could leave stale.

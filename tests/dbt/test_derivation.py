@@ -7,13 +7,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contract_rules import Delivery, derive_tables
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import BUILD_LEDGER_TABLES, query
 
 from loader import Ledger
 from loader.connection import Connection
+from tests.support import BUILD_LEDGER_TABLES, query
+from tests.support.contract_rules import Delivery, derive_tables
+
+pytestmark = pytest.mark.pg15
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 

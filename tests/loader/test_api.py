@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from support import query
 
 from loader import Ledger, RejectedEventsError
 from loader.connection import Connection
+from tests.support import query
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)

@@ -11,7 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from support import PROJECT_DIR
+
+from tests.support import PROJECT_DIR
 
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
 # The Compose specification's JSON schema, as shipped by docker-compose 1.29.

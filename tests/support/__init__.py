@@ -12,7 +12,7 @@ import pytest
 from loader.connection import Connection
 from loader.settings import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Builds pipelines and pipeline_stages (and the staging views they read), not the marts:
 # for tests of the contract's tables, which need neither the marts nor their seed.
 BUILD_LEDGER_TABLES = ("run", "--select", "+pipelines")

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_corpus import (
+
+from loader.connection import Connection
+from loader.errors import BadEventError
+from loader.events import FIELDS, parse_line
+from loader.ingest import ingest_stream
+from loader.settings import Settings
+from tests.support import quarantined_lines, query, stored_events
+from tests.support.hostile_corpus import (
     ACCEPTED,
     CASES,
     DUPLICATE,
@@ -31,13 +38,6 @@ from hostile_corpus import (
     SQL_RUN,
     Case,
 )
-from support import quarantined_lines, query, stored_events
-
-from loader.connection import Connection
-from loader.errors import BadEventError
-from loader.events import FIELDS, parse_line
-from loader.ingest import ingest_stream
-from loader.settings import Settings
 
 EXIT_REJECTED = 2
 # The longest reason the loader may give: two quoted names of 200 characters and some words.

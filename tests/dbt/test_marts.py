@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import query
 
 from loader.connection import Connection
+from tests.support import query
+
+pytestmark = pytest.mark.pg15
 
 AS_OF = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 BUILD = ("run", "--vars", json.dumps({"as_of": AS_OF.isoformat()}))

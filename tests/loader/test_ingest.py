@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support import jsonl, quarantined_lines, query, stored_events
 
 from loader.connection import Connection, connect
 from loader.events import parse_event
 from loader.ingest import ingest_stream
 from loader.settings import Settings
 from loader.writer import Candidate, LoadResult, Rejection, write_batch
+from tests.support import jsonl, quarantined_lines, query, stored_events
+
+pytestmark = pytest.mark.pg15
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 SOURCE = "events.jsonl"

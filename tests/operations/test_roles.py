@@ -24,7 +24,6 @@ import psycopg
 import pytest
 import yaml
 from psycopg import sql
-from support import PROJECT_DIR, dbt, jsonl, query
 
 from loader import Ledger, LoadResult
 from loader.connection import Connection, connect
@@ -42,6 +41,9 @@ from loader.roles import (
 )
 from loader.schema import create_raw_schema
 from loader.settings import Settings
+from tests.support import PROJECT_DIR, dbt, jsonl, query
+
+pytestmark = pytest.mark.pg15
 
 WORKERS = 4
 WAIT_SECONDS = 60  # only so that a broken worker cannot hang the suite

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support import query
 
 from loader import ConfigurationError, Ledger, RejectedEventsError
 from loader.prune import prune
+from tests.support import query
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CUTOFF = T0 + timedelta(days=30)

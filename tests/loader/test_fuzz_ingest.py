@@ -16,12 +16,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import query
 
 from loader.connection import Connection
 from loader.errors import BadEventError
 from loader.events import FIELDS, STATUSES, Event, parse_line
 from loader.ingest import ingest_stream
+from tests.support import query
 
 BIGINT_MAX = 2**63 - 1
 INTEGER_MAX = 2**31 - 1

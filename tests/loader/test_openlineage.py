@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support import BUILD_LEDGER_TABLES, jsonl, query
 
 from loader.connection import Connection
 from loader.errors import BadEventError
 from loader.events import Event, derived_event_id, parse_event, parse_line
 from loader.ingest import ingest_stream
 from loader.writer import LoadResult
+from tests.support import BUILD_LEDGER_TABLES, jsonl, query
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 SOURCE = "lineage.jsonl"

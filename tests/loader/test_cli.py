@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import jsonl, query
 
 from loader.connection import Connection
 from loader.settings import Settings
+from tests.support import jsonl, query
 
 COUNTS = re.compile(r"(\d+) accepted, (\d+) duplicate, (\d+) rejected")
 

@@ -23,12 +23,12 @@ from typing import Any, BinaryIO
 import psycopg
 import pytest
 from psycopg import sql
-from support import BUILD_LEDGER_TABLES, dbt, query
 
 from loader import Ledger, Settings, TransientError, embedded
 from loader.connection import connect
 from loader.ingest import ingest_stream
 from loader.spool import Spool
+from tests.support import BUILD_LEDGER_TABLES, dbt, query
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 STAGES = ("extract", "transform", "load")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from support import query
-
 from loader import Ledger
 from loader.report import print_report
 from loader.simulate import simulate
+from tests.support import query
 
 
 def test_the_demo_history_builds_and_reports_health_slow_stages_failures_and_stale_runs(

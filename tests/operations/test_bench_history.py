@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from psycopg import ClientCursor
-from support import PROJECT_DIR, query
 
 from loader.events import parse_event
+from tests.support import PROJECT_DIR, query
 
 GENERATOR = PROJECT_DIR / "bench" / "generate_history.sql"
 RUNS = 50  # every 25th fails: runs 25 and 50

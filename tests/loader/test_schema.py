@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from psycopg import sql
-from support import query
 
 from loader import Ledger
 from loader.connection import Connection, connect
 from loader.schema import create_raw_schema, raw_schema_exists
 from loader.settings import Settings
+from tests.support import query
+
+pytestmark = pytest.mark.pg15
 
 WORKERS = 4
 WAIT_SECONDS = 60  # only so that a broken worker cannot hang the suite

@@ -9,10 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from support import query
-
 from loader import Ledger, Settings
 from loader.ingest import ingest_stream
+from tests.support import query
 
 PROCESSES = 8
 EVENTS_PER_PROCESS = 50_000

@@ -14,7 +14,7 @@ DBT = $(BIN)/dbt --no-use-colors
 .PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles bench docs clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,13 +43,15 @@ demo: db-start  ## Load a realistic history through the loader, build with dbt, 
 lint: setup  ## ruff, ruff format --check, sqlfluff, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint models macros dbt_tests loader/sql
+	$(BIN)/sqlfluff lint models macros dbt_tests
+	$(BIN)/sqlfluff lint --templater placeholder loader/sql
 	$(BIN)/mypy
 
 format: setup  ## Apply ruff and sqlfluff fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
-	$(BIN)/sqlfluff fix models macros dbt_tests loader/sql
+	$(BIN)/sqlfluff fix models macros dbt_tests
+	$(BIN)/sqlfluff fix --templater placeholder loader/sql
 
 # One worker per core; a test module stays on one worker (it owns a database).
 PYTEST_PARALLEL ?= -n 2 --dist loadfile

@@ -8,6 +8,8 @@ with Ledger() as ledger, ledger.run("daily_sales", stages=["extract"]) as run:
 """
 
 from loader.api import Ledger, Run, Stage
+from loader.batch import LoadResult, Rejection
+from loader.contract import STATUSES, Event
 from loader.errors import (
     BadEventError,
     ConfigurationError,
@@ -15,9 +17,8 @@ from loader.errors import (
     RejectedEventsError,
     TransientError,
 )
-from loader.events import STATUSES, Event, parse_event, parse_line
+from loader.events import parse_event, parse_line
 from loader.settings import Settings
-from loader.writer import LoadResult, Rejection
 
 __all__ = [
     "STATUSES",

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-import psycopg
-
-from loader import connection
+from loader.batch import LoadResult, validate
 from loader.connection import Connection
-from loader.errors import BadEventError, RejectedEventsError, TransientError
-from loader.events import derived_event_id, document_bytes, new_event_id, parse_event
-from loader.ingest import ingest_stream
-from loader.schema import create_raw_schema, raw_schema_exists
+from loader.contract import derived_event_id, new_event_id
+from loader.delivery import Delivery
+from loader.errors import RejectedEventsError
+from loader.events import document_bytes, parse_event
 from loader.settings import Settings
-from loader.spool import Spool, deliver_file, spool_files
-from loader.writer import Candidate, LoadResult, Rejection, write_batch
-
-logger = logging.getLogger(__name__)
 
 Attributes = Mapping[str, Any]
 
 
 class Ledger:
-    """A pipeline job's handle on the ledger: one connection per instance, opened lazily.
+    """A pipeline job's handle on the ledger: the run vocabulary over one `Delivery`.
 
     Use it as a context manager, or call `close()`. Without settings it reads the
     `DATABASE_*` environment variables (and uses the embedded server when none is set).
@@ -39,11 +32,7 @@ class Ledger:
     """
 
     def __init__(self, settings: Settings | None = None, *, source: str = "api") -> None:
-        self._settings = settings or Settings.from_env()
-        self._source = source
-        self._conn: Connection | None = None
-        self._spool = Spool(self._settings.spool_dir)
-        self._outage: str | None = None
+        self._delivery = Delivery(settings or Settings.from_env(), source=source)
 
     def __enter__(self) -> Ledger:
         return self
@@ -53,23 +42,11 @@ class Ledger:
 
     def close(self) -> None:
         """Close the connection; the next call opens a new one."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._delivery.close()
 
     def connection(self) -> Connection:
         """Return the open connection, (re)connecting and creating the raw schema if needed."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._settings = connection.resolve(self._settings)
-            conn = connection.open_connection(self._settings, autocommit=True)
-            try:
-                if not raw_schema_exists(conn):
-                    create_raw_schema(conn)
-            except psycopg.OperationalError as error:
-                conn.close()
-                raise TransientError(f"the ledger's database failed: {error}") from error
-            self._conn = conn
-        return self._conn
+        return self._delivery.connection()
 
     def emit(self, event: Mapping[str, Any]) -> LoadResult:
         """Record one contract event (a mapping of its fields); `event_time` defaults to now.
@@ -93,22 +70,14 @@ class Ledger:
             }
             for document in events
         ]
-        candidates: list[Candidate] = []
-        rejections: list[Rejection] = []
-        for number, document in enumerate(documents, start=1):
-            try:
-                candidates.append(
-                    Candidate(parse_event(document), document_bytes(document), number)
-                )
-            except BadEventError as error:
-                rejections.append(Rejection(str(error), document_bytes(document), number))
-        try:
-            result = self._write(candidates, rejections)
-        except TransientError as error:
-            if self._settings.strict:
-                raise
-            self._spool_events(documents, error)
-            result = LoadResult(spooled=len(documents), rejections=rejections)
+        candidates, rejections = validate(
+            (
+                (number, document_bytes(document), document)
+                for number, document in enumerate(documents, start=1)
+            ),
+            parse_event,
+        )
+        result = self._delivery.write(documents, candidates, rejections)
         if result.rejections:
             raise RejectedEventsError([str(item) for item in result.rejections])
         return result
@@ -118,40 +87,7 @@ class Ledger:
 
         Files that another process is appending to right now are left for later.
         """
-        total = LoadResult()
-        for path in spool_files(self._settings.spool_dir):
-            deliver_file(path, lambda stream, source: total.add(self._ingest(stream, source)))
-        return total
-
-    def _write(
-        self, candidates: Sequence[Candidate], rejections: Sequence[Rejection]
-    ) -> LoadResult:
-        try:
-            conn = self.connection()
-            if self._spool.has_events():
-                self._spool.deliver(self._ingest)
-            result = write_batch(conn, candidates, rejections, source=self._source)
-        except psycopg.OperationalError as error:
-            self.close()
-            raise TransientError(f"the ledger's database failed: {error}") from error
-        if self._outage is not None:
-            logger.warning("the ledger's database is back; spooled events were delivered")
-            self._outage = None
-        return result
-
-    def _ingest(self, stream: BinaryIO, source: str) -> LoadResult:
-        return ingest_stream(self.connection(), stream, source=source)
-
-    def _spool_events(self, documents: Sequence[Mapping[str, Any]], error: Exception) -> None:
-        self.close()
-        self._spool.append(documents)
-        if self._outage is None:
-            logger.warning(
-                "the ledger's database is unreachable (%s); spooling events to %s",
-                str(error).strip(),
-                self._spool.path,
-            )
-        self._outage = str(error)
+        return self._delivery.flush()
 
     def start_run(
         self,
@@ -188,13 +124,7 @@ class Ledger:
         )
         pipeline_id = None
         if not result.spooled:
-            row = (
-                self.connection()
-                .execute("select pipeline_id from raw.runs where run_key = %s", [run_key])
-                .fetchone()
-            )
-            assert row is not None, "emit_many registered the run or raised"
-            pipeline_id = row[0]
+            pipeline_id = self._delivery.pipeline_id(run_key)
         return Run(self, pipeline_id, pipeline_name, run_key)
 
     def attach(self, run: int | str) -> Run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from loader import connection, embedded
 from loader.api import Ledger
+from loader.contract import STATUSES, TERMINAL_STATUSES
 from loader.errors import BadEventError, LedgerError, RejectedEventsError
-from loader.events import STATUSES, TERMINAL_STATUSES
 from loader.ingest import ingest_stream
 from loader.prune import prune
 from loader.report import print_report
@@ -117,25 +118,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "env":
-        for name, value in connection.resolve(settings).as_env().items():
-            print(f"export {name}={shlex.quote(value)}")
-        return 0
-    if not settings.is_embedded:
+    if not settings.names_embedded_server:
+        if args.action == "env":
+            _print_exports(settings.as_env())
+            return 0
         print(f"DATABASE_HOST is set ({settings.host}): no embedded server is used")
         return 0 if args.action == "status" else 1
     if args.action == "start":
         address = embedded.start(settings.embedded_dir)
-        connection.resolve(settings)
+        connection.resolve(dataclasses.replace(settings, host=None))
         print(f"embedded PostgreSQL running in {settings.embedded_dir} ({address.socket_dir})")
-    elif args.action == "stop":
-        stopped = embedded.stop(settings.embedded_dir)
-        print("stopped" if stopped else "not running")
+        return 0
+    if args.action == "stop":
+        print("stopped" if embedded.stop(settings.embedded_dir) else "not running")
+        return 0
+    running = embedded.address(settings.embedded_dir)
+    if running is None:
+        print(
+            f"the embedded PostgreSQL in {settings.embedded_dir} is not running"
+            + (": start it with `ledger db start`" if args.action == "env" else ""),
+            file=sys.stderr if args.action == "env" else sys.stdout,
+        )
+        return 3
+    if args.action == "env":
+        reached = dataclasses.replace(settings, host=str(running.socket_dir), port=running.port)
+        _print_exports({**reached.as_env(), "LEDGER_EMBEDDED_DIR": str(settings.embedded_dir)})
     else:
-        running = embedded.address(settings.embedded_dir)
-        print(f"running, socket in {running.socket_dir}" if running else "not running")
-        return 0 if running else 3
+        print(f"running, socket in {running.socket_dir}")
     return 0
+
+
+def _print_exports(variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:

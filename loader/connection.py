@@ -38,8 +38,9 @@ def _create_database_if_missing(settings: Settings) -> None:
             "select 1 from pg_database where datname = %s", [settings.dbname]
         ).fetchone()
         if exists is None:
-            # Another process may create it between our check and our create.
-            with suppress(psycopg.errors.DuplicateDatabase):
+            # Another process may create it between our check and our create; the
+            # catalog's unique index reports a create racing ours as a UniqueViolation.
+            with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.dbname)))
 
 
@@ -62,9 +63,24 @@ def drop_database(server: Settings, name: str) -> None:
         )
 
 
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Raise the database's failures inside the block as TransientError, saying `what` failed.
+
+    The one place that decides what a retry or the spool can fix: the server unreachable,
+    stopped, crashed or timing out (psycopg's OperationalError). Anything else is a bug or
+    bad input and propagates as it is.
+    """
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        raise TransientError(f"{what}: {error}".strip()) from error
+
+
 def open_connection(settings: Settings, *, autocommit: bool = False) -> Connection:
     """Open a connection to the resolved settings' database; the caller closes it."""
-    try:
+    where = f"cannot connect to PostgreSQL at {settings.host}:{settings.port}/{settings.dbname}"
+    with database_errors(where):
         return psycopg.connect(
             host=settings.host,
             port=settings.port,
@@ -77,11 +93,6 @@ def open_connection(settings: Settings, *, autocommit: bool = False) -> Connecti
             autocommit=autocommit,
             application_name="pipeline-ledger",
         )
-    except psycopg.OperationalError as error:
-        raise TransientError(
-            f"cannot connect to PostgreSQL at {settings.host}:{settings.port}/{settings.dbname}: "
-            f"{error}".strip()
-        ) from error
 
 
 @contextmanager

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from typing import BinaryIO
 
+from loader.batch import LoadResult, validate
 from loader.connection import Connection
-from loader.errors import BadEventError
 from loader.events import parse_line
-from loader.writer import Candidate, LoadResult, Rejection, write_batch
+from loader.writer import write_batch
 
 BATCH_LINES = 10_000
 
@@ -28,7 +28,7 @@ def ingest_stream(
     total = LoadResult()
     numbered = _numbered_lines(stream)
     while batch := list(islice(numbered, batch_lines)):
-        candidates, rejections = _validate(batch)
+        candidates, rejections = validate(((n, line, line) for n, line in batch), parse_line)
         total.add(write_batch(conn, candidates, rejections, source=source))
     return total
 
@@ -38,14 +38,3 @@ def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         content = line.rstrip(b"\r\n")
         if content.strip():
             yield number, content
-
-
-def _validate(lines: Iterable[tuple[int, bytes]]) -> tuple[list[Candidate], list[Rejection]]:
-    candidates: list[Candidate] = []
-    rejections: list[Rejection] = []
-    for number, line in lines:
-        try:
-            candidates.append(Candidate(parse_line(line), line, number))
-        except BadEventError as error:
-            rejections.append(Rejection(str(error), line, number))
-    return candidates, rejections

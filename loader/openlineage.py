@@ -1,30 +1,21 @@
 """OpenLineage RunEvents (spec 2-0-x) as contract events.
 
 This is the mapping of the contract's "OpenLineage RunEvents" section. A RunEvent is
-checked only as far as the ledger reads it, then validated by `parse_event` like any
-native event, so both formats obey the same limits. Every failure names the field by its
-OpenLineage path (`run.runId: missing`): the producer speaks OpenLineage, not our contract.
+checked only as far as the ledger reads it, with the same field checks (`loader.fields`)
+and limits as a native event. Every failure names the field by its OpenLineage path
+(`run.runId: missing`): the producer speaks OpenLineage, not our contract.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loader import fields
+from loader.contract import BIGINT_MAX, FIELDS, Event, derived_event_id
 from loader.errors import BadEventError
-from loader.events import (
-    FIELDS,
-    Event,
-    _event_time,
-    _json_type,
-    _optional_text,
-    _shorten,
-    derived_event_id,
-    parse_event,
-)
 
 # START and RUNNING say the run is alive. OTHER only adds metadata, often after the end;
 # as `running` it can never reopen a finished run (the first terminal event is final).
@@ -40,7 +31,6 @@ STATUS_BY_EVENT_TYPE = {
 ATTRIBUTES_KEY = "openlineage"
 # The summed rowCount of all outputs: no single output is to blame when the sum overflows.
 ROW_COUNT_PATH = "outputs[].outputFacets.outputStatistics.rowCount"
-_BIGINT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,47 +53,42 @@ def is_run_event(document: Mapping[Any, Any]) -> bool:
 
 
 def parse_run_event(document: Mapping[Any, Any]) -> Event:
-    """Map a RunEvent onto the contract and validate the result into an Event.
+    """Map a RunEvent onto the contract and validate it into an Event.
 
     Raise BadEventError naming the first field that breaks it, by its OpenLineage path.
     """
     event_type = _event_type(document)
-    with _reported_as("eventTime"):
-        event_time = _event_time({"event_time": document.get("eventTime")})
+    event_time = fields.timestamp(document.get("eventTime"), "eventTime")
     run = _object(document, "run", "run", required=True)
     run_id = _uuid(run, "runId", "run.runId")
     job = _object(document, "job", "job", required=True)
-    job_name = _required_string(job, "name", "job.name")
+    job_name = fields.required_text(job.get("name"), "job.name")
     facets = _object(run, "facets", "run.facets")
     parent = _parent(facets)
-    error_message, error_attributes = _error(facets)
-    native = {
+    error_message, attributes = _error(facets)
+    records_processed = _records_processed(document)
+    attributes[ATTRIBUTES_KEY] = _provenance(document, run_id, job, parent, event_type)
+    if parent is None:
+        pipeline_name = fields.name_length(job_name, "job.name")
+    else:
+        pipeline_name = fields.name_length(parent.job_name, "run.facets.parent.job.name")
+        fields.name_length(job_name, "job.name")
+    if error_message is not None:
+        error_message, with_full_text = fields.truncate_error_message(error_message, attributes)
+        attributes = with_full_text or attributes
+    return Event(
         # The event's own runId, also for a stage: its parent run may send the same
         # eventType at the same eventTime, and that is another event.
-        "event_id": derived_event_id(run_id, event_type, event_time.isoformat()),
-        "run_key": parent.run_id if parent else run_id,
-        "pipeline_name": parent.job_name if parent else job_name,
-        "stage_name": job_name if parent else None,
-        "status": STATUS_BY_EVENT_TYPE[event_type],
-        "event_time": event_time,
-        "records_processed": _records_processed(document),
-        "error_message": error_message,
-        "attributes": {
-            ATTRIBUTES_KEY: _provenance(document, run_id, job, parent, event_type),
-            **error_attributes,
-        },
-    }
-    # parse_event reports native field names; say where each value came from instead.
-    paths = {
-        "run_key": "run.facets.parent.run.runId" if parent else "run.runId",
-        "pipeline_name": "run.facets.parent.job.name" if parent else "job.name",
-        "stage_name": "job.name",
-        "error_message": "run.facets.errorMessage.message",
-    }
-    try:
-        return parse_event(native)
-    except BadEventError as error:
-        raise BadEventError(paths.get(error.field or "", error.field), error.reason) from None
+        event_id=derived_event_id(run_id, event_type, event_time.isoformat()),
+        status=STATUS_BY_EVENT_TYPE[event_type],
+        event_time=event_time,
+        run_key=parent.run_id if parent else run_id,
+        pipeline_name=pipeline_name,
+        stage_name=job_name if parent else None,
+        records_processed=records_processed,
+        error_message=error_message,
+        attributes=attributes,
+    )
 
 
 def _event_type(document: Mapping[Any, Any]) -> str:
@@ -113,7 +98,7 @@ def _event_type(document: Mapping[Any, Any]) -> str:
     """
     value = document.get("eventType")
     if value not in STATUS_BY_EVENT_TYPE:
-        shown = "missing; expected" if value is None else f"{_shorten(repr(value))} is not"
+        shown = "missing; expected" if value is None else f"{fields.shorten(repr(value))} is not"
         raise BadEventError("eventType", f"{shown} one of {', '.join(STATUS_BY_EVENT_TYPE)}")
     return str(value)
 
@@ -127,12 +112,12 @@ def _parent(facets: Mapping[str, Any]) -> _Parent | None:
     job = _object(facet, "job", "run.facets.parent.job", required=True)
     return _Parent(
         run_id=_uuid(run, "runId", "run.facets.parent.run.runId"),
-        job_name=_required_string(job, "name", "run.facets.parent.job.name"),
-        job_namespace=_optional_text(job, "namespace", "run.facets.parent.job.namespace"),
+        job_name=fields.required_text(job.get("name"), "run.facets.parent.job.name"),
+        job_namespace=fields.optional_text(job.get("namespace"), "run.facets.parent.job.namespace"),
     )
 
 
-def _error(facets: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+def _error(facets: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """Return the `errorMessage` facet's message, and its other fields as attributes.
 
     The keys are the ones the API uses for a Python exception, so readers of attributes
@@ -142,11 +127,11 @@ def _error(facets: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
         return None, {}
     path = "run.facets.errorMessage"
     facet = _object(facets, "errorMessage", path)
-    message = _required_string(facet, "message", f"{path}.message")
+    message = fields.required_text(facet.get("message"), f"{path}.message")
     details = {
-        "stack_trace": _optional_text(facet, "stackTrace", f"{path}.stackTrace"),
-        "programming_language": _optional_text(
-            facet, "programmingLanguage", f"{path}.programmingLanguage"
+        "stack_trace": fields.optional_text(facet.get("stackTrace"), f"{path}.stackTrace"),
+        "programming_language": fields.optional_text(
+            facet.get("programmingLanguage"), f"{path}.programmingLanguage"
         ),
     }
     return message, {key: value for key, value in details.items() if value is not None}
@@ -161,12 +146,12 @@ def _records_processed(document: Mapping[Any, Any]) -> int | None:
     if outputs is None:
         return None
     if not isinstance(outputs, list):
-        raise BadEventError("outputs", f"expected a JSON array, got {_json_type(outputs)}")
+        raise BadEventError("outputs", f"expected a JSON array, got {fields.json_type(outputs)}")
     row_counts: list[int] = []
     for index, output in enumerate(outputs):
         path = f"outputs[{index}]"
         if not isinstance(output, Mapping):
-            raise BadEventError(path, f"expected a JSON object, got {_json_type(output)}")
+            raise BadEventError(path, f"expected a JSON object, got {fields.json_type(output)}")
         output_facets = _object(output, "outputFacets", f"{path}.outputFacets")
         path += ".outputFacets.outputStatistics"
         statistics = _object(output_facets, "outputStatistics", path)
@@ -175,14 +160,14 @@ def _records_processed(document: Mapping[Any, Any]) -> int | None:
     if not row_counts:
         return None
     total = sum(row_counts)
-    if total > _BIGINT_MAX:
-        raise BadEventError(ROW_COUNT_PATH, f"the sum {total} is out of range (0 to {_BIGINT_MAX})")
+    if total > BIGINT_MAX:
+        raise BadEventError(ROW_COUNT_PATH, f"the sum {total} is out of range (0 to {BIGINT_MAX})")
     return total
 
 
 def _row_count(value: object, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadEventError(path, f"expected an integer, got {_json_type(value)}")
+        raise BadEventError(path, f"expected an integer, got {fields.json_type(value)}")
     if value < 0:
         raise BadEventError(path, f"{value} is negative")
     return value
@@ -204,10 +189,10 @@ def _provenance(
     values = {
         "event_type": event_type,
         "run_id": run_id,
-        "job_namespace": _optional_text(job, "namespace", "job.namespace"),
+        "job_namespace": fields.optional_text(job.get("namespace"), "job.namespace"),
         "parent_job_namespace": parent.job_namespace if parent else None,
-        "producer": _optional_text(document, "producer", "producer"),
-        "schema_url": _optional_text(document, "schemaURL", "schemaURL"),
+        "producer": fields.optional_text(document.get("producer"), "producer"),
+        "schema_url": fields.optional_text(document.get("schemaURL"), "schemaURL"),
     }
     return {key: value for key, value in values.items() if value is not None}
 
@@ -222,30 +207,14 @@ def _object(
             raise BadEventError(path, "missing")
         return {}
     if not isinstance(value, Mapping):
-        raise BadEventError(path, f"expected a JSON object, got {_json_type(value)}")
-    return value
-
-
-def _required_string(container: Mapping[str, Any], key: str, path: str) -> str:
-    value = _optional_text(container, key, path)
-    if value is None:
-        raise BadEventError(path, "missing")
+        raise BadEventError(path, f"expected a JSON object, got {fields.json_type(value)}")
     return value
 
 
 def _uuid(container: Mapping[str, Any], key: str, path: str) -> str:
     """Return a runId in canonical form, so a parent named in upper case is the same run."""
-    value = _required_string(container, key, path)
+    value = fields.required_text(container.get(key), path)
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise BadEventError(path, f"{_shorten(value)!r} is not a UUID") from None
-
-
-@contextmanager
-def _reported_as(path: str) -> Iterator[None]:
-    """Re-raise a native check's BadEventError under the OpenLineage path of its value."""
-    try:
-        yield
-    except BadEventError as error:
-        raise BadEventError(path, error.reason) from None
+        raise BadEventError(path, f"{fields.shorten(value)!r} is not a UUID") from None

@@ -26,9 +26,12 @@ select pipeline_name, owner, health, last_run_status, last_run_at, last_success_
     round(duration_p95_seconds_30d::numeric) as p95_seconds_30d,
     running_runs as running, stale_runs as stale
 from marts.pipeline_health
-order by array_position(array['stale', 'failing', 'degraded', 'healthy', 'unknown'], health),
-    pipeline_name
+order by array_position(%(health_order)s::text[], health), pipeline_name
 """
+
+# Worst first: the order of the dbt macro `health_labels`, which defines them
+# (tests/operations/test_structure.py checks that the two agree).
+HEALTH_ORDER = ("stale", "failing", "degraded", "healthy", "unknown")
 
 _SLOWEST_STAGES = """
 select pipeline_name, stage_name, count(*) filter (where status = 'completed') as completed,
@@ -76,7 +79,7 @@ _SECTIONS = (
 def print_report(conn: Connection) -> None:
     """Print run counts and the latest runs, then health, slow stages, failures, stale runs."""
     for title, query in _SECTIONS:
-        cursor = conn.execute(query)
+        cursor = conn.execute(query, {"health_order": list(HEALTH_ORDER)})
         headers = [column.name for column in cursor.description or ()]
         rows = cursor.fetchall()
         print(f"\n{title}")

@@ -1,12 +1,11 @@
 """Create the ledger's access-control roles and grants: loader, transformer, reader.
 
 They are NOLOGIN group roles; people and services log in as their own users, granted
-into one of them (`create_login`, or the SQL in the README).
+into one of them (`create_login`, or the SQL in docs/access-control.md).
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Final, Literal
 
 from psycopg import errors, sql
@@ -14,6 +13,7 @@ from psycopg import errors, sql
 from loader.connection import Connection
 from loader.errors import ConfigurationError, LedgerError
 from loader.schema import INIT_LOCK_KEY, raw_schema_exists
+from loader.sql_files import read_sql
 
 LOADER: Final = "ledger_loader"
 TRANSFORMER: Final = "ledger_transformer"
@@ -39,7 +39,7 @@ class RolesNotPermittedError(LedgerError):
 
 def roles_sql() -> str:
     """Return the idempotent SQL that creates the roles and grants them their privileges."""
-    return files("loader").joinpath("sql/create_roles.sql").read_text(encoding="utf-8")
+    return read_sql("create_roles")
 
 
 def can_create_roles(conn: Connection) -> bool:

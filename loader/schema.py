@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from loader.connection import Connection
+from loader.sql_files import read_sql
 
 # Any constant works; it only has to be the same in every process that runs init.
 INIT_LOCK_KEY = 0x1ED6E2
@@ -12,10 +11,9 @@ INIT_LOCK_KEY = 0x1ED6E2
 
 def create_raw_schema(conn: Connection) -> None:
     """Create (idempotently) the raw schema, safe to run from several processes at once."""
-    ddl = files("loader").joinpath("sql/create_raw_schema.sql").read_text(encoding="utf-8")
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", [INIT_LOCK_KEY])
-        conn.execute(ddl)
+        conn.execute(read_sql("create_raw_schema"))
 
 
 def raw_schema_exists(conn: Connection) -> bool:

@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loader.errors import ConfigurationError
-from loader.spool import default_spool_dir
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDED_DIR = REPOSITORY_ROOT / ".pgdata"
 EMBEDDED_USER = "postgres"
+
+
+def default_spool_dir() -> Path:
+    """Return `$XDG_STATE_HOME/pipeline-ledger/spool` (or `~/.local/state/...`)."""
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "pipeline-ledger" / "spool"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +43,15 @@ class Settings:
     def is_embedded(self) -> bool:
         """Whether the settings name no server, so the embedded one is used."""
         return self.host is None
+
+    @property
+    def names_embedded_server(self) -> bool:
+        """Whether the settings reach the embedded server in `embedded_dir`.
+
+        Either no host is set, or the host is that server's socket folder, as in the
+        variables `ledger db env` exports.
+        """
+        return self.host is None or Path(self.host).resolve() == self.embedded_dir.resolve()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

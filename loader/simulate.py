@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from loader.api import Ledger, Run
-from loader.events import derived_event_id
+from loader.contract import derived_event_id
 
 FIVE_STAGES = (
     "Data Generation",

@@ -25,12 +25,6 @@ logger = logging.getLogger(__name__)
 SUFFIX = ".jsonl"
 
 
-def default_spool_dir() -> Path:
-    """Return `$XDG_STATE_HOME/pipeline-ledger/spool` (or `~/.local/state/...`)."""
-    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state_home) / "pipeline-ledger" / "spool"
-
-
 class Spool:
     """This process's spool file in `directory`, created on the first append."""
 

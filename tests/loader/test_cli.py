@@ -187,18 +187,56 @@ def test_ingest_dash_reads_stdin(database: Settings, db: Connection) -> None:
     assert query(db, "select count(*) as n from raw.run_events") == [{"n": 2}]
 
 
-def test_db_env_prints_exports_that_reach_the_database(database: Settings) -> None:
-    output = ok(ledger_cli(database, "db", "env"))
-
+def exports(output: str) -> dict[str, str]:
+    """The variables of `ledger db env`'s output, as `eval` would set them."""
     exported: dict[str, str] = {}
     for line in output.splitlines():
         keyword, assignment = shlex.split(line)
         assert keyword == "export"
         name, _, value = assignment.partition("=")
         exported[name] = value
-    assert exported == database.as_env()
+    return exported
+
+
+def test_db_env_prints_exports_that_reach_the_database(database: Settings) -> None:
+    exported = exports(ok(ledger_cli(database, "db", "env")))
+
+    # The embedded server's folder comes along, so that `db stop` finds it after eval.
+    assert {k: v for k, v in exported.items() if k != "LEDGER_EMBEDDED_DIR"} == database.as_env()
     assert exported["DATABASE_HOST"] == database.host
     assert Settings.from_env(exported) == database
+
+
+def test_db_env_starts_nothing_and_db_commands_work_after_eval(tmp_path: Path) -> None:
+    """`eval "$(ledger db env)"`, as the README says, then `db status|stop|start`."""
+    data_dir = tmp_path / "pgdata"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PG"))}
+
+    def db(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loader", "db", action],
+            env={**clean, "LEDGER_EMBEDDED_DIR": str(data_dir), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    stopped = db("env", {})
+    assert (stopped.returncode, stopped.stdout) == (3, "")
+    assert "not running: start it with `ledger db start`" in stopped.stderr
+    assert not data_dir.exists(), "db env must not start or initialise a server"
+
+    ok(db("start", {}))
+    try:
+        evaluated = exports(ok(db("env", {})))
+        assert "running" in ok(db("status", evaluated))
+        assert ok(db("stop", evaluated)) == "stopped\n"
+        assert db("status", evaluated).returncode == 3
+        ok(db("start", evaluated))
+        assert Settings.from_env(evaluated).names_embedded_server
+    finally:
+        db("stop", {})
 
 
 def test_init_is_idempotent_and_keeps_data(database: Settings, db: Connection) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from loader.contract import derived_event_id
 from loader.errors import BadEventError
-from loader.events import derived_event_id, parse_event, parse_line
+from loader.events import parse_event, parse_line
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 VALID: dict[str, Any] = {

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from loader.connection import Connection
+from loader.contract import FIELDS, STATUSES, Event
 from loader.errors import BadEventError
-from loader.events import FIELDS, STATUSES, Event, parse_line
+from loader.events import parse_line
 from loader.ingest import ingest_stream
 from tests.support import query
 

@@ -1,7 +1,7 @@
 """Hostile bulk files against a real PostgreSQL: every bad line quarantined byte for byte
 with a reason naming its field, every good line beside it stored, nothing crashes.
 
-The corpus is tests/hostile_corpus.py; each of its lines is followed by a good line.
+The corpus is tests/support/hostile_corpus.py; each of its lines is followed by a good line.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from loader.connection import Connection
+from loader.contract import FIELDS
 from loader.errors import BadEventError
-from loader.events import FIELDS, parse_line
+from loader.events import parse_line
 from loader.ingest import ingest_stream
 from loader.settings import Settings
 from tests.support import quarantined_lines, query, stored_events

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from loader.batch import Candidate, LoadResult, Rejection
 from loader.connection import Connection, connect
 from loader.events import parse_event
 from loader.ingest import ingest_stream
 from loader.settings import Settings
-from loader.writer import Candidate, LoadResult, Rejection, write_batch
+from loader.writer import write_batch
 from tests.support import jsonl, quarantined_lines, query, stored_events
 
 pytestmark = pytest.mark.pg15

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from loader.batch import LoadResult
 from loader.connection import Connection
+from loader.contract import Event, derived_event_id
 from loader.errors import BadEventError
-from loader.events import Event, derived_event_id, parse_event, parse_line
+from loader.events import parse_event, parse_line
 from loader.ingest import ingest_stream
-from loader.writer import LoadResult
 from tests.support import BUILD_LEDGER_TABLES, jsonl, query
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)

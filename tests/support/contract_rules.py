@@ -1,6 +1,6 @@
 """The event contract's derivation rules, written plainly in Python: the oracle for dbt.
 
-Each function follows one section of `event-contract.md`, rule by rule, with no SQL in
+Each function follows one section of `docs/event-contract.md`, rule by rule, with no SQL in
 sight, so that the property tests compare two independent implementations.
 """
 

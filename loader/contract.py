@@ -1,0 +1,81 @@
+"""The run-event contract's vocabulary: statuses, limits, the validated Event, event ids.
+
+docs/event-contract.md states the rules; the parsers (`native`, `openlineage`) build
+Events, and nothing else does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# In precedence order, lowest first (ties on event_time go to the higher one). The raw
+# schema's check constraint and the dbt macro `pipeline_statuses` hold the same list;
+# tests/operations/test_structure.py checks that they agree.
+STATUSES = ("pending", "running", "completed", "failed")
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+MAX_NAME_LENGTH = 200
+# error_message is stored up to this many UTF-8 bytes; the full text goes to attributes.
+ERROR_MESSAGE_LIMIT_BYTES = 8 * 1024
+ERROR_MESSAGE_FULL_ATTRIBUTE = "error_message_full"
+# jsonb and the JSON parser both recurse; a bound keeps hostile nesting from reaching them.
+MAX_ATTRIBUTES_DEPTH = 64
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+_DERIVED_ID_NAMESPACE = uuid.UUID("5d0f4a52-8a57-4a8e-9d2c-2f1c7b7d1e01")
+
+FIELDS = frozenset(
+    {
+        "event_id",
+        "run_key",
+        "pipeline_id",
+        "pipeline_name",
+        "stage_name",
+        "status",
+        "event_time",
+        "records_processed",
+        "error_message",
+        "attempt",
+        "attributes",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated run event. Built by the parsers, never by hand."""
+
+    event_id: uuid.UUID
+    status: str
+    event_time: datetime
+    run_key: str | None = None
+    pipeline_id: int | None = None
+    pipeline_name: str | None = None
+    stage_name: str | None = None
+    records_processed: int | None = None
+    error_message: str | None = None
+    attempt: int = 1
+    attributes: Mapping[str, Any] | None = None
+
+
+def new_event_id() -> uuid.UUID:
+    """Return a UUIDv7: time-ordered, so new events land near each other in the primary key."""
+    unix_ms = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (unix_ms & (2**48 - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= (random_bits >> 62 & 0xFFF) << 64  # rand_a
+    value |= 0b10 << 62  # variant
+    value |= random_bits & (2**62 - 1)  # rand_b
+    return uuid.UUID(int=value)
+
+
+def derived_event_id(*parts: str) -> uuid.UUID:
+    """Return an event id fixed by `parts`: sending the same event twice counts once."""
+    return uuid.uuid5(_DERIVED_ID_NAMESPACE, json.dumps(parts))

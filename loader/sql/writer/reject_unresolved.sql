@@ -1,0 +1,29 @@
+-- Before registration (final false) an unresolved run_key may still be a new
+-- run; after it, an unresolved run_key had no pipeline_name anywhere in the
+-- batch.
+update incoming_events
+set
+    rejection = case
+        when registered_name is null and run_key is null
+            then 'pipeline_id: ' || pipeline_id || ' is not a known run id'
+        when registered_name is null and pipeline_id is not null
+            then
+                'pipeline_id: ' || pipeline_id || ' does not match run_key '
+                || quote_literal(run_key) || ', a new run'
+        when registered_name is null and %(final)s
+            then
+                'pipeline_name: required, run_key ' || quote_literal(run_key)
+                || ' is a new run and nothing in its batch names its pipeline'
+        when pruned_at is not null
+            then
+                'pipeline_id: run ' || pipeline_id || ' was pruned at '
+                || pruned_at || ', its history is closed'
+        when pipeline_name != registered_name
+            then
+                'pipeline_name: '
+                || quote_literal(pipeline_name)
+                || ' differs from '
+                || quote_literal(registered_name)
+                || ', the name this run was registered with'
+    end
+where rejection is null

@@ -123,6 +123,7 @@ def _store(conn: Connection, candidates: Sequence[Candidate]) -> tuple[int, list
             if is_small:
                 steps.execute(_CREATE_INCOMING)
                 steps.executemany(_INSERT_INCOMING, list(rows))
+            steps.execute(read_sql("writer/lock_runs"))
             steps.execute(read_sql("writer/resolve_by_run_key"))
             steps.execute(read_sql("writer/resolve_by_pipeline_id"))
             steps.execute(read_sql("writer/reject_unresolved"), {"final": False})

@@ -38,4 +38,6 @@ where
     )
     and (%(stage_name)s::text is null) = (stages.stage_id is null)
     and runs.pruned_at is null
+-- Held until commit, as in lock_runs.sql: a concurrent prune waits for it.
+for share of runs
 on conflict (event_id) do nothing

@@ -1,3 +1,6 @@
+{#- A table, rebuilt whole: the catalog and the pipeline names are small. -#}
+{{ config(materialized='table') }}
+
 with
 
 catalog as (

@@ -1,9 +1,7 @@
 {{ config(
-    materialized='incremental',
     incremental_strategy='replace_partitions',
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='failures',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['pipeline_name', 'run_date']},
         {'columns': ['_load_watermark']},
@@ -12,27 +10,10 @@
 
 with
 
-{% if is_incremental() %}
-    changed_days as (
-        {{ changed_run_days(ref('fct_pipeline_runs')) }}
-    ),
-{% endif %}
-
-runs as (
-    {% if is_incremental() %}
-        {{ rows_on_changed_days(ref('fct_pipeline_runs')) }}
-    {% else %}
-        select * from {{ ref('fct_pipeline_runs') }}
-    {% endif %}
-),
-
-stage_runs as (
-    {% if is_incremental() %}
-        {{ rows_on_changed_days(ref('fct_stage_runs')) }}
-    {% else %}
-        select * from {{ ref('fct_stage_runs') }}
-    {% endif %}
-),
+{{ daily_mart_inputs({
+    'runs': ref('fct_pipeline_runs'),
+    'stage_runs': ref('fct_stage_runs'),
+}) }},
 
 {# A failed stage is the reason; a run that failed with no failed stage is
     its own (stage_name null). #}
@@ -85,14 +66,7 @@ daily_reasons as (
 {# A day left without failures still gets a row: the placeholder that clears
     it. #}
 days as (
-    {% if is_incremental() %}
-        select * from changed_days
-    {% else %}
-        select distinct
-            pipeline_name,
-            run_date
-        from daily_reasons
-    {% endif %}
+    {{ daily_mart_days('daily_reasons') }}
 ),
 
 final as (

@@ -1,8 +1,6 @@
 {{ config(
-    materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='pipeline_id',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['pipeline_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
@@ -33,27 +31,21 @@ with
 pipelines as (
     select * from {{ ref('pipelines') }}
     {% if is_incremental() %}
-        where id = any(
-            array(select changed_runs.pipeline_id from changed_runs)
-        )
+        where {{ in_changed_runs('id') }}
     {% endif %}
 ),
 
 run_events as (
     select * from {{ ref('stg_raw__run_events') }}
     {% if is_incremental() %}
-        where pipeline_id = any(
-            array(select changed_runs.pipeline_id from changed_runs)
-        )
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
     {% if is_incremental() %}
-        where pipeline_id = any(
-            array(select changed_runs.pipeline_id from changed_runs)
-        )
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 

@@ -1,8 +1,6 @@
 {{ config(
-    materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='stage_id',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['stage_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
@@ -22,10 +20,18 @@ runs as (
     {% endif %}
 ),
 
+{% if is_incremental() %}
+    {# Not materialized: its reader plans it on pipeline_stages' pipeline_id
+        index. #}
+    changed_runs as not materialized (
+        select runs.pipeline_id from runs
+    ),
+{% endif %}
+
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
     {% if is_incremental() %}
-        where pipeline_id = any(array(select runs.pipeline_id from runs))
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 

@@ -1,9 +1,7 @@
 {{ config(
-    materialized='incremental',
     incremental_strategy='replace_partitions',
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='runs_started',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['pipeline_name', 'run_date'], 'unique': True},
         {'columns': ['_load_watermark']},
@@ -12,30 +10,11 @@
 
 with
 
-{% if is_incremental() %}
-    changed_days as (
-        {{ changed_run_days(ref('fct_pipeline_runs')) }}
-    ),
-{% endif %}
-
-runs as (
-    {% if is_incremental() %}
-        {{ rows_on_changed_days(ref('fct_pipeline_runs')) }}
-    {% else %}
-        select * from {{ ref('fct_pipeline_runs') }}
-    {% endif %}
-),
+{{ daily_mart_inputs({'runs': ref('fct_pipeline_runs')}) }},
 
 {# A day left without runs still gets a row: the placeholder that clears it. #}
 days as (
-    {% if is_incremental() %}
-        select * from changed_days
-    {% else %}
-        select distinct
-            pipeline_name,
-            run_date
-        from runs
-    {% endif %}
+    {{ daily_mart_days('runs') }}
 ),
 
 daily_runs as (
@@ -47,13 +26,7 @@ daily_runs as (
         count(*) filter (where status = 'failed') as runs_failed,
         count(*) filter (where completed_at is null) as runs_open,
         sum(records_processed) as records_processed,
-        percentile_cont(0.5) within group (order by duration_seconds)
-        filter (where status = 'completed') as duration_p50_seconds,
-        percentile_cont(0.95) within group (order by duration_seconds)
-        filter (where status = 'completed') as duration_p95_seconds,
-        max(duration_seconds) filter (
-            where status = 'completed'
-        ) as duration_max_seconds
+        {{ completed_duration_columns() }}
     from runs
     group by pipeline_name, run_date
 ),

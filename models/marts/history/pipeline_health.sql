@@ -1,3 +1,6 @@
+{#- A table, rebuilt whole: every row is as of the build (as_of()). -#}
+{{ config(materialized='table') }}
+
 with
 
 dim_pipelines as (

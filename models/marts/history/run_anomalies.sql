@@ -3,11 +3,9 @@
 {%- set baseline_runs = var('anomaly_baseline_runs') | int -%}
 
 {{ config(
-    materialized='incremental',
     incremental_strategy='replace_partitions',
     unique_key='pipeline_id',
     placeholder_column='metric',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['pipeline_id']},
         {'columns': ['_load_watermark']},
@@ -16,8 +14,9 @@
 
 with
 
-{# Not materialized: an incremental build reads it through the
-    (pipeline_name, created_at) index, for a few pipelines and weeks. #}
+{# Not materialized: an incremental build reads it (in baseline_starts and
+    measurements) through the (pipeline_name, created_at) index, for a few
+    pipelines and weeks. #}
 all_measurements as not materialized (
     select
         pipeline_id,
@@ -72,19 +71,15 @@ all_measurements as not materialized (
             (values ('records_processed'), ('duration_seconds'))
                 as metrics (metric)
         left join lateral (
-            select runs.created_at
-            from {{ ref('fct_pipeline_runs') }} as runs
+            select all_measurements.created_at
+            from all_measurements
             where
-                runs.pipeline_name = rescored_pipelines.pipeline_name
-                and runs.created_at < rescored_pipelines.rescored_from
-                and runs.status = 'completed'
-                and (
-                    metrics.metric = 'records_processed'
-                    and runs.records_processed is not null
-                    or metrics.metric = 'duration_seconds'
-                    and runs.duration_seconds is not null
-                )
-            order by runs.created_at desc
+                all_measurements.pipeline_name
+                = rescored_pipelines.pipeline_name
+                and all_measurements.metric = metrics.metric
+                and all_measurements.created_at
+                < rescored_pipelines.rescored_from
+            order by all_measurements.created_at desc
             limit {{ baseline_runs }}
         ) as previous_measurements on true
         group by
@@ -162,29 +157,35 @@ anomalies as (
         or (baseline_stddev = 0 and measured_value != baseline_mean)
 ),
 
-final as (
-    {% if is_incremental() %}
+{% if is_incremental() %}
+    {# The rescored runs' anomalies only: the measurements before
+        rescored_from are read as baselines, and their own scores, from
+        truncated baselines, are not kept. #}
+    rescored_anomalies as (
         select anomalies.*
         from anomalies
         inner join baseline_starts
             on
                 anomalies.pipeline_name = baseline_starts.pipeline_name
                 and anomalies.created_at >= baseline_starts.rescored_from
-        union all
-        {# One placeholder (null metric) per rescored run: it clears the
-            run's old rows, anomalous or not any more. #}
+    ),
+
+    {# One placeholder (null metric) per rescored run: it clears the run's
+        old rows, anomalous or not any more. Typed nulls: a CTE's bare null
+        would be text. #}
+    rescored_run_placeholders as (
         select
             runs.pipeline_id,
             runs.run_key,
             runs.pipeline_name,
             runs.created_at,
-            null as metric,
-            null as measured_value,
-            null as baseline_mean,
-            null as baseline_stddev,
-            null as baseline_runs,
-            null as z_score,
-            null as direction,
+            null::text as metric,
+            null::double precision as measured_value,
+            null::double precision as baseline_mean,
+            null::double precision as baseline_stddev,
+            null::integer as baseline_runs,
+            null::double precision as z_score,
+            null::text as direction,
             {{ current_load_watermark() }} as _load_watermark
         from baseline_starts
         cross join lateral (
@@ -199,6 +200,14 @@ final as (
                 and rescored_runs.created_at >= baseline_starts.rescored_from
             offset 0  -- noqa: AM09
         ) as runs
+    ),
+{% endif %}
+
+final as (
+    {% if is_incremental() %}
+        select * from rescored_anomalies
+        union all
+        select * from rescored_run_placeholders
     {% else %}
         select * from anomalies
     {% endif %}

@@ -1,10 +1,7 @@
--- depends_on: {{ ref('fct_pipeline_runs') }}
 {{ config(
-    materialized='incremental',
     incremental_strategy='replace_partitions',
     unique_key=['pipeline_name', 'run_date'],
     placeholder_column='stage_runs',
-    on_schema_change='fail',
     indexes=[
         {'columns': ['pipeline_name', 'run_date']},
         {'columns': ['_load_watermark']},
@@ -13,31 +10,12 @@
 
 with
 
-{% if is_incremental() %}
-    changed_days as (
-        {{ changed_run_days(ref('fct_pipeline_runs')) }}
-    ),
-{% endif %}
-
-stage_runs as (
-    {% if is_incremental() %}
-        {{ rows_on_changed_days(ref('fct_stage_runs')) }}
-    {% else %}
-        select * from {{ ref('fct_stage_runs') }}
-    {% endif %}
-),
+{{ daily_mart_inputs({'stage_runs': ref('fct_stage_runs')}) }},
 
 {# A day left without stages still gets a row: the placeholder that clears
     it. #}
 days as (
-    {% if is_incremental() %}
-        select * from changed_days
-    {% else %}
-        select distinct
-            pipeline_name,
-            run_date
-        from stage_runs
-    {% endif %}
+    {{ daily_mart_days('stage_runs') }}
 ),
 
 daily_stages as (
@@ -51,13 +29,7 @@ daily_stages as (
         count(*) filter (where completed_at is null) as stages_open,
         sum(retries) as retries,
         sum(records_processed) as records_processed,
-        percentile_cont(0.5) within group (order by duration_seconds)
-        filter (where status = 'completed') as duration_p50_seconds,
-        percentile_cont(0.95) within group (order by duration_seconds)
-        filter (where status = 'completed') as duration_p95_seconds,
-        max(duration_seconds) filter (
-            where status = 'completed'
-        ) as duration_max_seconds
+        {{ completed_duration_columns() }}
     from stage_runs
     group by pipeline_name, run_date, stage_name
 ),

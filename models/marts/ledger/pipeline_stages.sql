@@ -13,7 +13,7 @@ with
     {# Every stage of a run with new events is re-derived: a stage's events
         are reached through raw's pipeline_id index (raw has no stage_id
         index, to keep loads fast), and re-deriving a stage is idempotent. #}
-    touched_runs as not materialized (
+    changed_runs as not materialized (
         select new_events.pipeline_id
         from {{ ref('stg_raw__run_events') }} as new_events
         where {{ loaded_since_previous_build('new_events.load_xid') }}
@@ -25,18 +25,14 @@ stage_events as (
     where
         stage_id is not null
         {% if is_incremental() %}
-            and pipeline_id = any(
-                array(select touched_runs.pipeline_id from touched_runs)
-            )
+            and {{ in_changed_runs('pipeline_id') }}
         {% endif %}
 ),
 
 stages as (
     select * from {{ ref('stg_raw__stages') }}
     {% if is_incremental() %}
-        where pipeline_id = any(
-            array(select touched_runs.pipeline_id from touched_runs)
-        )
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 

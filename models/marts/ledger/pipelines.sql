@@ -29,9 +29,7 @@ with
 run_events as (
     select * from {{ ref('stg_raw__run_events') }}
     {% if is_incremental() %}
-        where pipeline_id = any(
-            array(select changed_runs.pipeline_id from changed_runs)
-        )
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 
@@ -42,9 +40,7 @@ runs as (
 pipeline_stages as (
     select * from {{ ref('pipeline_stages') }}
     {% if is_incremental() %}
-        where pipeline_id = any(
-            array(select changed_runs.pipeline_id from changed_runs)
-        )
+        where {{ in_changed_runs('pipeline_id') }}
     {% endif %}
 ),
 

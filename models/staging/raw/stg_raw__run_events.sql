@@ -8,7 +8,7 @@ source as (
     select * from {{ source('raw', 'run_events') }}
 ),
 
-typed as (
+selected_columns as (
     select
         event_id,
         pipeline_id,
@@ -24,4 +24,4 @@ typed as (
     from source
 )
 
-select * from typed
+select * from selected_columns

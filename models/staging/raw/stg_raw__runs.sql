@@ -4,7 +4,7 @@ source as (
     select * from {{ source('raw', 'runs') }}
 ),
 
-renamed as (
+selected_columns as (
     select
         pipeline_id,
         run_key,
@@ -13,4 +13,4 @@ renamed as (
     from source
 )
 
-select * from renamed
+select * from selected_columns

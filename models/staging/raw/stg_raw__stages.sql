@@ -4,7 +4,7 @@ source as (
     select * from {{ source('raw', 'stages') }}
 ),
 
-renamed as (
+selected_columns as (
     select
         stage_id,
         pipeline_id,
@@ -13,4 +13,4 @@ renamed as (
     from source
 )
 
-select * from renamed
+select * from selected_columns

@@ -8,7 +8,3 @@
         {{ status_precedence('status') }} desc,
         event_id
 {%- endmacro %}
-
-{% macro event_order(partition_by) -%}
-    row_number() over ({{ event_order_window(partition_by) }})
-{%- endmacro %}

@@ -87,4 +87,4 @@ OPENLINEAGE_PARENT_ID=airflow-prod/ledger_dag.run_dbt/0199a9f0-5e0b-7c3a-9a51-3c
     run_scenario build_under_parent_no_root.jsonl dbt-ol build --profiles-dir . --project-dir .
 
 # The files are committed compressed (byte for byte what dbt-ol wrote).
-gzip -9 -n -f "$OUT"/*.jsonl
+gzip -9 -n -f "$OUT_DIR"/*.jsonl

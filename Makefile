@@ -11,10 +11,10 @@ STAMP := $(VENV)/.installed
 WITH_DB = eval "$$($(BIN)/python -m loader db env)" &&
 DBT = $(BIN)/dbt --no-use-colors
 
-.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles bench docs clean
+.PHONY: help setup demo test lint format pytest pytest-pg15 dbt-build db-start db-stop roles bench test-superset docs clean
 
 help:  ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-setup: $(STAMP)  ## Create .venv and install the pinned dependencies
+setup: $(STAMP)  ## Create .venv and install the pinned dependencies (and, as root, chromium)
+	@# The HTML report's browser tests need Debian's chromium; apt-get runs only when it is
+	@# missing and we are root (a user without root installs it: see README, HTML report).
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "chromium is missing: the browser tests of the HTML report will skip"; \
+		fi; \
+	fi
 
 db-start: setup  ## Start (or reuse) the embedded PostgreSQL in .pgdata/
 	$(BIN)/python -m loader db start
@@ -39,6 +48,7 @@ demo: db-start  ## Load a realistic history through the loader, build with dbt, 
 	$(BIN)/python -m loader simulate
 	$(WITH_DB) $(DBT) build
 	$(BIN)/python -m loader report
+	$(BIN)/python -m loader report --html target/ledger-report.html
 
 lint: setup  ## ruff, ruff format --check, sqlfluff, mypy
 	$(BIN)/ruff check .
@@ -88,6 +98,18 @@ test: ## Every check: lint, pytest (PostgreSQL 18 and 15), dbt build; prints its
 	elapsed=$$(( $$(date +%s) - start )); \
 	echo "make test: $$((elapsed / 60)) min $$((elapsed % 60)) s, exit status $$status"; \
 	exit $$status
+
+# Apache Superset 6.1 from PyPI in a venv of its own, pinned by scripts/superset-constraints.txt.
+SUPERSET_VENV := .venv-superset
+$(SUPERSET_VENV)/.installed: scripts/superset-constraints.txt
+	rm -rf $(SUPERSET_VENV)
+	$(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-c scripts/superset-constraints.txt 'apache-superset[postgres]==6.1.0'
+	touch $@
+
+test-superset: setup $(SUPERSET_VENV)/.installed  ## Import the Superset bundle into a real Superset 6.1, read every chart (minutes; not in `make test`)
+	$(BIN)/python scripts/superset_check.py --superset-bin $(SUPERSET_VENV)/bin
 
 bench: db-start  ## Benchmarks against baselines in one run (minutes; not part of `make test`)
 	$(BIN)/python -m bench

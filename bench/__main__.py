@@ -2,6 +2,7 @@
 
 python -m bench                 # the full sizes: 1M-event ingest, 10M-event history
 python -m bench --scale 0.01    # everything 100 times smaller (a smoke test)
+python -m bench --only collector    # one comparison only (names: see ONLY)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import dbt_scale, loading
+from bench import collector, dbt_scale, loading
 from bench.databases import fresh_database
 from loader.connection import connect
 
@@ -36,6 +37,7 @@ class Comparison:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size")
+    parser.add_argument("--only", choices=ONLY, help="run one comparison only")
     args = parser.parse_args()
     sizes = {
         "ingest": int(1_000_000 * args.scale),
@@ -43,14 +45,52 @@ def main() -> None:
         "history": int(10_000_000 * args.scale),
         "small_history": int(1_000_000 * args.scale),
         "new": max(140, int(10_000 * args.scale)),
+        "collector": max(1_000, int(20_000 * args.scale)),
     }
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as work:
-        rows = run_all(sizes, Path(work))
+        if args.only == "collector":
+            rows = run_collector(sizes, Path(work))
+        else:
+            rows = run_all(sizes, Path(work))
     print_table(rows, sizes)
 
 
+ONLY = ("collector",)
+
+
+def run_collector(sizes: dict[str, int], work: Path) -> list[Comparison]:
+    """`ledger serve` under 32 keep-alive connections vs the API's per-event calls."""
+    events = sizes["collector"]
+    with fresh_database("bench_collector_api") as settings:
+        baseline = collector.api_throughput(settings, events)
+    with fresh_database("bench_collector") as settings:
+        run = collector.collector_throughput(settings, events, work)
+    exact = run.stored == run.distinct == events and run.failed == 0
+    p99 = loading.percentile(run.latencies, 0.99) * 1000
+    p50 = loading.percentile(run.latencies, 0.5) * 1000
+    return [
+        Comparison(
+            f"collector, 32 connections, {events:,} events (events/s) vs API per-event calls",
+            run.events_per_second,
+            baseline,
+            "ev/s",
+            ">= 3.0",
+            run.events_per_second / baseline >= 3.0,
+        ),
+        Comparison(
+            f"collector p99 latency (ms) vs p50; {run.stored:,} stored,"
+            f" {run.distinct:,} distinct, {run.failed} failed",
+            p99,
+            p50,
+            "ms",
+            "exactly once",
+            exact,
+        ),
+    ]
+
+
 def run_all(sizes: dict[str, int], work: Path) -> list[Comparison]:
-    rows: list[Comparison] = []
+    rows: list[Comparison] = run_collector(sizes, work)
     with fresh_database("bench_ingest") as settings:
         events_file = work / "events.jsonl"
         count = loading.write_events_file(events_file, sizes["ingest"])

@@ -84,19 +84,19 @@ def copy_throughput(settings: Settings, events: int) -> float:
         )
     rows.seek(0)
     with connect(settings) as conn:
-        conn.execute("create table copy_baseline (like raw.run_events including all)")
+        conn.execute("create table raw.copy_baseline (like raw.run_events including all)")
         conn.commit()
         columns = (
             "event_id, pipeline_id, stage_id, status, event_time, records_processed,"
             " error_message, attempt, attributes"
         )
         started = time.perf_counter()
-        with conn.cursor().copy(f"copy copy_baseline ({columns}) from stdin") as copy:
+        with conn.cursor().copy(f"copy raw.copy_baseline ({columns}) from stdin") as copy:
             for chunk in iter(lambda: rows.read(1 << 20), b""):
                 copy.write(chunk)
         conn.commit()
         elapsed = time.perf_counter() - started
-        [(copied,)] = conn.execute("select count(*) from copy_baseline").fetchall()
+        [(copied,)] = conn.execute("select count(*) from raw.copy_baseline").fetchall()
     if copied != events:
         raise RuntimeError(f"the baseline COPY stored {copied} rows, not {events}")
     return events / elapsed
@@ -115,7 +115,7 @@ def event_latencies(settings: Settings, samples: int) -> tuple[list[float], list
         stage = run.stage("load")
         stage.started()
         conn = ledger.connection()
-        conn.execute("create table insert_baseline (like raw.run_events including all)")
+        conn.execute("create table raw.insert_baseline (like raw.run_events including all)")
         conn.commit()
         for number in range(samples):
             started = time.perf_counter()
@@ -123,7 +123,7 @@ def event_latencies(settings: Settings, samples: int) -> tuple[list[float], list
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
             conn.execute(
-                "insert into insert_baseline (event_id, pipeline_id, stage_id, status,"
+                "insert into raw.insert_baseline (event_id, pipeline_id, stage_id, status,"
                 " event_time, records_processed) values (%s, %s, %s, %s, %s, %s)",
                 [uuid.uuid4(), 1, 1, "running", datetime.now(UTC), number],
             )

@@ -8,6 +8,7 @@ with Ledger() as ledger, ledger.run("daily_sales", stages=["extract"]) as run:
 """
 
 from loader.api import Ledger, Run, Stage
+from loader.asynchronous import AsyncLedger, AsyncRun, AsyncStage
 from loader.batch import LoadResult, Rejection
 from loader.contract import STATUSES, Event
 from loader.errors import (
@@ -22,6 +23,9 @@ from loader.settings import Settings
 
 __all__ = [
     "STATUSES",
+    "AsyncLedger",
+    "AsyncRun",
+    "AsyncStage",
     "BadEventError",
     "ConfigurationError",
     "Event",

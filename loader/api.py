@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from loader.batch import LoadResult, validate
 from loader.connection import Connection
 from loader.contract import derived_event_id, new_event_id
 from loader.delivery import Delivery
-from loader.errors import RejectedEventsError
+from loader.errors import RejectedEventsError, TransientError
 from loader.events import document_bytes, parse_event
 from loader.settings import Settings
 
@@ -27,12 +28,26 @@ class Ledger:
     `DATABASE_*` environment variables (and uses the embedded server when none is set).
 
     When the database cannot be reached, or fails mid-call, events go to a durable local
-    spool and the call returns (one warning per outage); the next successful call
-    delivers them first. With `strict` settings it raises TransientError instead.
+    spool and the call returns (one warning per outage); after a failed connect, calls
+    spool at once for a while (backoff), so an outage costs the job one connect timeout.
+    The next successful call delivers the spool first. With `strict` settings it raises
+    TransientError instead.
+
+    One Ledger may be shared by threads: calls take turns on its one connection, and a
+    call that fails leaves no transaction open. It pickles as its settings: unpickled in
+    another process (a process pool's worker), it connects there on first use, and every
+    Ledger unpickled in one process with the same settings shares one connection. Async
+    code uses `loader.asynchronous.AsyncLedger`.
     """
 
     def __init__(self, settings: Settings | None = None, *, source: str = "api") -> None:
         self._delivery = Delivery(settings or Settings.from_env(), source=source)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"settings": self._delivery.settings, "source": self._delivery.source}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._delivery = _unpickled_delivery(state["settings"], state["source"])
 
     def __enter__(self) -> Ledger:
         return self
@@ -45,7 +60,11 @@ class Ledger:
         self._delivery.close()
 
     def connection(self) -> Connection:
-        """Return the open connection, (re)connecting and creating the raw schema if needed."""
+        """Return the open connection, (re)connecting and creating the raw schema if needed.
+
+        For the calling thread's own queries between calls; a transaction still open on it
+        when the next call starts is rolled back (the connection is closed).
+        """
         return self._delivery.connection()
 
     def emit(self, event: Mapping[str, Any]) -> LoadResult:
@@ -98,43 +117,71 @@ class Ledger:
         status: str = "running",
         at: datetime | None = None,
         attributes: Attributes | None = None,
+        run_attempt: int = 1,
     ) -> Run:
         """Record a new run (`running`, or `pending` when queued) and its planned stages.
 
         The planned stages are recorded as `pending`. `run_key` is the job's own id for the
         run (generated when absent); the same key always maps to the same integer id, and
-        starting the same run_key again with the same status records nothing new. While
-        the database is unreachable the run's `id` is None: its events name it by run_key.
+        starting the same run_key again with the same status records nothing new.
+        `run_attempt` (from 1) re-opens a run retried under the same run_key (a flow's
+        retry): every event of the returned Run carries it, and the highest decides. While
+        the database is unreachable the run's `id` is None: its events name it by run_key,
+        and so should a job that hands the run to another process (pass the Run itself, or
+        its `run_key`, to `attach`).
         """
         run_key = run_key or str(new_event_id())
         at = at or _now()
         run_event: dict[str, Any] = {"status": status, "attributes": attributes}
         stage_events = [{"stage_name": name, "status": "pending"} for name in stages]
+        # The first attempt keeps the ids it always had; a later one starts anew.
+        retry = () if run_attempt == 1 else (str(run_attempt),)
         result = self.emit_many(
             {
                 "event_id": derived_event_id(
-                    "start", run_key, event.get("stage_name") or "", event["status"]
+                    "start", run_key, event.get("stage_name") or "", event["status"], *retry
                 ),
                 "run_key": run_key,
                 "pipeline_name": pipeline_name,
                 "event_time": at,
+                "run_attempt": run_attempt,
                 **event,
             }
             for event in [run_event, *stage_events]
         )
         pipeline_id = None
         if not result.spooled:
-            pipeline_id = self._delivery.pipeline_id(run_key)
-        return Run(self, pipeline_id, pipeline_name, run_key)
+            try:
+                pipeline_id = self._delivery.pipeline_id(run_key)
+            except TransientError:
+                if self._delivery.settings.strict:
+                    raise
+        return Run(self, pipeline_id, pipeline_name, run_key, run_attempt=run_attempt)
 
-    def attach(self, run: int | str) -> Run:
-        """Return a handle on a run recorded earlier, by its integer id or its run_key.
+    def attach(self, run: Run | int | str, *, run_attempt: int | None = None) -> Run:
+        """Return a handle on a run recorded earlier: a Run, its integer id or its run_key.
 
+        A Run (e.g. one made in another process, while the database was unreachable) keeps
+        its run_key, name and run attempt, so its events name it whether or not its id is
+        known. `run_attempt` overrides the attempt (default: the Run's, else 1).
         Nothing is looked up: an unknown id is rejected when the first event is recorded.
         """
+        if isinstance(run, Run):
+            return Run(
+                self,
+                run.id,
+                run.pipeline_name,
+                run.run_key,
+                run_attempt=run.run_attempt if run_attempt is None else run_attempt,
+            )
+        if isinstance(run, bool) or not isinstance(run, int | str):
+            raise TypeError(
+                f"attach takes a Run, an integer id or a run_key, not {run!r}; a run started"
+                " while the database was unreachable has no id yet: pass the Run or its run_key"
+            )
         if isinstance(run, int):
-            return Run(self, run, None, None)
-        return Run(self, None, None, run)
+            return Run(self, run, None, None, run_attempt=run_attempt or 1)
+        return Run(self, None, None, run, run_attempt=run_attempt or 1)
 
     @contextmanager
     def run(
@@ -144,22 +191,52 @@ class Ledger:
         run_key: str | None = None,
         stages: Sequence[str] = (),
         attributes: Attributes | None = None,
+        run_attempt: int = 1,
     ) -> Iterator[Run]:
         """Record the run as `running`, then `completed` on normal exit or `failed` on error.
 
         The exception is recorded with its text (stack trace in attributes) and re-raised.
+        `run_attempt` is `start_run`'s.
         """
-        run = self.start_run(pipeline_name, run_key=run_key, stages=stages, attributes=attributes)
+        run = self.start_run(
+            pipeline_name,
+            run_key=run_key,
+            stages=stages,
+            attributes=attributes,
+            run_attempt=run_attempt,
+        )
         try:
             yield run
         except BaseException as error:
-            run.failed(_error_text(error), attributes=_stack_trace(error))
+            run.failed(error_text(error), attributes=stack_trace(error))
             raise
         run.completed(run.records)
 
 
+_unpickled: dict[tuple[Settings, str], Delivery] = {}
+_unpickled_lock = threading.Lock()
+
+
+def _unpickled_delivery(settings: Settings, source: str) -> Delivery:
+    """Return this process's Delivery for Ledgers unpickled with these settings.
+
+    A pool's worker unpickles a Ledger with every task it is given: they share one
+    connection and one spool file instead of opening one each.
+    """
+    with _unpickled_lock:
+        delivery = _unpickled.get((settings, source))
+        if delivery is None:
+            delivery = _unpickled[settings, source] = Delivery(settings, source=source)
+        return delivery
+
+
 class Run:
-    """One pipeline run: report its stages and its end."""
+    """One pipeline run: report its stages and its end.
+
+    Its events name the run by every name the handle knows: `id` (None until the
+    database has answered), `run_key` and `pipeline_name`, and carry its `run_attempt`.
+    A Run pickles with its Ledger.
+    """
 
     def __init__(
         self,
@@ -167,16 +244,24 @@ class Run:
         pipeline_id: int | None,
         pipeline_name: str | None,
         run_key: str | None,
+        *,
+        run_attempt: int = 1,
     ) -> None:
         self.ledger = ledger
         self.id = pipeline_id
         self.pipeline_name = pipeline_name
         self.run_key = run_key
+        self.run_attempt = run_attempt
+        """Which attempt of the run this handle reports, from 1; every event carries it."""
         self.records: int | None = None
         """Rows the run produced; `ledger.run(...)` reports it on completion."""
 
     def __repr__(self) -> str:
-        return f"Run(id={self.id}, pipeline_name={self.pipeline_name!r}, run_key={self.run_key!r})"
+        attempt = "" if self.run_attempt == 1 else f", run_attempt={self.run_attempt}"
+        return (
+            f"Run(id={self.id}, pipeline_name={self.pipeline_name!r},"
+            f" run_key={self.run_key!r}{attempt})"
+        )
 
     def stage(self, stage_name: str, *, attempt: int = 1) -> Stage:
         """Return the handle of one stage attempt; use it as a context manager or call it."""
@@ -225,6 +310,7 @@ class Run:
                 "records_processed": records,
                 "error_message": error,
                 "attempt": attempt,
+                "run_attempt": self.run_attempt,
                 "attributes": attributes,
             }
         )
@@ -256,7 +342,7 @@ class Stage:
         if exc is None:
             self.completed(self.records)
         else:
-            self.failed(_error_text(exc), records=self.records, attributes=_stack_trace(exc))
+            self.failed(error_text(exc), records=self.records, attributes=stack_trace(exc))
 
     def started(self, *, at: datetime | None = None) -> None:
         """Record that the stage is running."""
@@ -292,9 +378,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
+    """Return how a run or stage failure shows an exception: its type and message."""
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _stack_trace(error: BaseException) -> dict[str, str]:
+def stack_trace(error: BaseException) -> dict[str, str]:
+    """Return the attributes that keep an exception's stack trace with its failure."""
     return {"stack_trace": "".join(traceback.format_exception(error))}

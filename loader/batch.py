@@ -44,6 +44,10 @@ class LoadResult:
     rejections: list[Rejection] = field(default_factory=list)
     spooled: int = 0
     """Events kept in the local spool because the database was unreachable."""
+    parked: int = 0
+    """Events of a run nobody named yet, waiting in raw.parked_events for its name."""
+    unparked: int = 0
+    """Events parked earlier that landed with this load, once it named their run."""
 
     @property
     def rejected(self) -> int:
@@ -56,6 +60,8 @@ class LoadResult:
         self.duplicates += other.duplicates
         self.rejections.extend(other.rejections)
         self.spooled += other.spooled
+        self.parked += other.parked
+        self.unparked += other.unparked
 
 
 def validate(

@@ -88,8 +88,14 @@ def open_connection(settings: Settings, *, autocommit: bool = False) -> Connecti
             user=settings.user,
             password=settings.password or None,
             connect_timeout=max(1, round(settings.connect_timeout)),
-            # Bounds how long a job can wait on the ledger once connected.
-            options=f"-c statement_timeout={round(settings.statement_timeout * 1000)}",
+            # Bounds how long a job can wait on the ledger once connected. The search
+            # path holds no schema another role may create in: an unqualified function
+            # or operator is always the built-in, never one planted in `public` that
+            # would run with this login's rights (pg_temp last: temporary tables only).
+            options=(
+                f"-c statement_timeout={round(settings.statement_timeout * 1000)}"
+                " -c search_path=pg_catalog,pg_temp"
+            ),
             autocommit=autocommit,
             application_name="pipeline-ledger",
         )

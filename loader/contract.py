@@ -26,6 +26,8 @@ ERROR_MESSAGE_LIMIT_BYTES = 8 * 1024
 ERROR_MESSAGE_FULL_ATTRIBUTE = "error_message_full"
 # jsonb and the JSON parser both recurse; a bound keeps hostile nesting from reaching them.
 MAX_ATTRIBUTES_DEPTH = 64
+# How long an event of an unknown run waits (parked) for an event naming its pipeline.
+DEFAULT_PARKED_MAX_AGE = 86_400.0
 BIGINT_MAX = 2**63 - 1
 INTEGER_MAX = 2**31 - 1
 _DERIVED_ID_NAMESPACE = uuid.UUID("5d0f4a52-8a57-4a8e-9d2c-2f1c7b7d1e01")
@@ -42,6 +44,7 @@ FIELDS = frozenset(
         "records_processed",
         "error_message",
         "attempt",
+        "run_attempt",
         "attributes",
     }
 )
@@ -61,6 +64,7 @@ class Event:
     records_processed: int | None = None
     error_message: str | None = None
     attempt: int = 1
+    run_attempt: int = 1
     attributes: Mapping[str, Any] | None = None
 
 

@@ -1,17 +1,35 @@
-"""Bulk load of JSON-lines files: validate each line, write in batches, report per line."""
+"""Bulk load of JSON-lines files: validate each line, write in batches, report per line.
+
+Memory is bounded whatever the input: a line is read up to the cap (`max_line_bytes`,
+`LEDGER_MAX_LINE_BYTES`) and a line over it is quarantined with only its first bytes; a
+batch ends at `batch_lines` lines or `batch_bytes` bytes. A value the database refuses
+(one the contract lets through) costs only its line: the batch is split until the refused
+lines are alone, and they are quarantined with the database's message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-from loader.batch import LoadResult, validate
+import psycopg
+
+from loader.batch import Candidate, LoadResult, Rejection, validate
 from loader.connection import Connection
+from loader.contract import DEFAULT_PARKED_MAX_AGE
 from loader.events import parse_line
+from loader.settings import DEFAULT_MAX_LINE_BYTES
 from loader.writer import write_batch
 
 BATCH_LINES = 10_000
+BATCH_BYTES = 8 * 1024 * 1024
+PREVIEW_BYTES = 1024
+"""What the quarantine keeps of a line over the cap: its first bytes, never the whole."""
+_SKIP_CHUNK = 64 * 1024
+# What the database raises for a value it cannot store: class 22 (data exception: bad
+# jsonb, a character the database encoding lacks), class 54 (a value over its limits);
+# psycopg raises UnicodeEncodeError when the connection's encoding lacks a character.
+_REFUSALS = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
 
 
 def ingest_stream(
@@ -20,21 +38,143 @@ def ingest_stream(
     *,
     source: str,
     batch_lines: int = BATCH_LINES,
+    parked_max_age: float = DEFAULT_PARKED_MAX_AGE,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    batch_bytes: int = BATCH_BYTES,
 ) -> LoadResult:
-    """Load every line of `stream`, `batch_lines` at a time; blank lines are skipped.
+    """Load every line of `stream` in batches; blank lines are skipped.
 
-    Memory stays bounded by one batch whatever the size of the input.
+    A line over `max_line_bytes` (its newline not counted) is quarantined with its first
+    PREVIEW_BYTES bytes. Memory stays bounded by one batch and one line whatever the input.
     """
     total = LoadResult()
-    numbered = _numbered_lines(stream)
-    while batch := list(islice(numbered, batch_lines)):
-        candidates, rejections = validate(((n, line, line) for n, line in batch), parse_line)
-        total.add(write_batch(conn, candidates, rejections, source=source))
+    lines = _numbered_lines(stream, max_line_bytes)
+    while batch := _next_batch(lines, batch_lines, batch_bytes):
+        candidates, rejections = validate(
+            ((n, line, line) for n, line, over in batch if over is None), parse_line
+        )
+        rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
+        rejections.sort(key=lambda rejection: rejection.line_number or 0)
+        total.add(
+            _write_isolating(
+                conn, candidates, rejections, source=source, parked_max_age=parked_max_age
+            )
+        )
     return total
 
 
-def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, start=1):
-        content = line.rstrip(b"\r\n")
-        if content.strip():
-            yield number, content
+def _next_batch(
+    lines: Iterator[tuple[int, bytes, str | None]], batch_lines: int, batch_bytes: int
+) -> list[tuple[int, bytes, str | None]]:
+    batch: list[tuple[int, bytes, str | None]] = []
+    size = 0
+    for item in lines:
+        batch.append(item)
+        size += len(item[1])
+        if len(batch) >= batch_lines or size >= batch_bytes:
+            break
+    return batch
+
+
+def _numbered_lines(
+    stream: BinaryIO, max_line_bytes: int
+) -> Iterator[tuple[int, bytes, str | None]]:
+    """Yield (line number, content, None), or (number, first bytes, reason) for a line over.
+
+    Never holds more than one line of `max_line_bytes` (and its newline) in memory.
+    """
+    number = 0
+    # The cap, a CRLF, and no more: a longer read without its newline is over the cap.
+    limit = max_line_bytes + 2
+    while chunk := stream.readline(limit):
+        number += 1
+        ends = chunk.endswith(b"\n") or len(chunk) < limit  # the line's end, or the file's
+        content = chunk.rstrip(b"\r\n") if ends else chunk
+        del chunk
+        if ends and len(content) <= max_line_bytes:
+            if content.strip():
+                yield number, content, None
+            continue
+        size = len(content) if ends else len(content) + _skip_rest_of_line(stream)
+        yield (
+            number,
+            content[:PREVIEW_BYTES],
+            (
+                f"line of {size} bytes is over the limit of {max_line_bytes} bytes"
+                f" (LEDGER_MAX_LINE_BYTES); only its first {PREVIEW_BYTES} bytes are kept"
+            ),
+        )
+
+
+def _skip_rest_of_line(stream: BinaryIO) -> int:
+    """Read past the end of the current line a chunk at a time; return the bytes skipped."""
+    skipped = 0
+    while chunk := stream.readline(_SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            return skipped + len(chunk.rstrip(b"\r\n"))
+        skipped += len(chunk)
+    return skipped
+
+
+def _write_isolating(
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    rejections: Sequence[Rejection],
+    *,
+    source: str,
+    parked_max_age: float,
+) -> LoadResult:
+    """Write a batch; if the database refuses a value, isolate the lines it refuses.
+
+    A refused batch is rolled back whole and split in halves, again and again, until each
+    refused line is alone: it is then quarantined with the database's message, and every
+    other line lands. Bad lines are rare, so the cost is a few more round trips.
+    """
+
+    def write(part: Sequence[Candidate], rejected: Sequence[Rejection]) -> LoadResult:
+        return _write_isolating(conn, part, rejected, source=source, parked_max_age=parked_max_age)
+
+    try:
+        return write_batch(
+            conn, candidates, rejections, source=source, parked_max_age=parked_max_age
+        )
+    except _REFUSALS as error:
+        refusal = error
+    if candidates and rejections:
+        result = write([], rejections)
+        result.add(write(candidates, []))
+    elif len(candidates) > 1:
+        half = len(candidates) // 2
+        result = write(candidates[:half], [])
+        result.add(write(candidates[half:], []))
+    elif len(rejections) > 1:
+        half = len(rejections) // 2
+        result = write([], rejections[:half])
+        result.add(write([], rejections[half:]))
+    elif candidates:
+        candidate = candidates[0]
+        reason = f"refused by the database: {_refusal_message(refusal)}"
+        result = write([], [Rejection(reason, candidate.raw, candidate.line_number)])
+    else:
+        # A lone rejection refused: its reason holds a character the database encoding
+        # lacks. Its raw bytes are stored as bytea, so an ASCII reason stores it.
+        rejection = rejections[0]
+        reason = _ascii(rejection.reason)
+        if reason == rejection.reason:
+            raise refusal
+        result = write([], [Rejection(reason, rejection.raw, rejection.line_number)])
+    result.rejections.sort(key=lambda item: item.line_number or 0)
+    return result
+
+
+def _refusal_message(error: Exception) -> str:
+    message = str(error)
+    if isinstance(error, psycopg.Error) and error.diag.message_primary:
+        message = error.diag.message_primary
+    message = _ascii(message.strip().splitlines()[0] if message.strip() else type(error).__name__)
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _ascii(text: str) -> str:
+    """Text any database encoding can hold: non-ASCII characters as escapes."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")

@@ -49,5 +49,9 @@ def parse_native_event(document: Mapping[Any, Any]) -> Event:
             document.get("attempt"), "attempt", minimum=1, maximum=INTEGER_MAX
         )
         or 1,
+        run_attempt=fields.optional_integer(
+            document.get("run_attempt"), "run_attempt", minimum=1, maximum=INTEGER_MAX
+        )
+        or 1,
         attributes=attributes,
     )

@@ -1,4 +1,12 @@
-"""Retention: delete the raw events of runs that ended long ago, once dbt has them."""
+"""Retention: delete the raw events of runs that ended long ago, once dbt has them.
+
+What dbt built belongs to its owner (ledger_transformer), who may replace a table by a
+view: prune reads it only with that owner's rights (`schema.read_built`) and deletes
+with its own. A batch loading a late event for a run being pruned either commits before
+prune decides (and the run is kept) or waits and is quarantined: prune locks the runs
+(`locks.RUN_LOCK_SPACE`, exclusively) before it reads their events, as the writer locks
+them (shared) before it writes.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,14 @@ from datetime import datetime
 
 from loader.connection import Connection
 from loader.errors import ConfigurationError
+from loader.locks import RUN_LOCK_SPACE
+from loader.schema import read_built
 from loader.sql_files import read_sql
 
 _BUILT_TABLES = ("public.pipelines", "public.pipeline_stages", "marts.fct_pipeline_runs")
+# Runs locked, decided and closed per transaction: each run's lock takes a slot of the
+# server's lock table (max_locks_per_transaction), and jobs wait for a chunk, not a prune.
+CHUNK_RUNS = 500
 
 
 @dataclass(frozen=True)
@@ -31,10 +44,38 @@ def prune(conn: Connection, *, before: datetime) -> PruneResult:
     if before.tzinfo is None:
         raise ConfigurationError("prune --before: give a date or a timestamp with an offset")
     for table in _BUILT_TABLES:
-        exists = conn.execute("select to_regclass(%s) is not null", [table]).fetchone()
+        exists = conn.execute("select pg_catalog.to_regclass(%s) is not null", [table]).fetchone()
         if not (exists and exists[0]):
             raise ConfigurationError(f"prune: {table} does not exist yet; run dbt first")
+    cutoff = {"before": before.isoformat()}
+    ended = read_built(conn, read_sql("prune/ended_runs"), cutoff, relations=_BUILT_TABLES)
+    candidates = sorted(row["pipeline_id"] for row in ended)
+    runs = events = kept = 0
+    for start in range(0, len(candidates), CHUNK_RUNS):
+        closed = _prune_chunk(conn, candidates[start : start + CHUNK_RUNS], before)
+        runs, events, kept = runs + closed[0], events + closed[1], kept + closed[2]
+    return PruneResult(runs=runs, events=events, kept=kept)
+
+
+def _prune_chunk(conn: Connection, candidates: list[int], before: datetime) -> tuple[int, ...]:
     with conn.transaction():
-        row = conn.execute(read_sql("prune"), {"before": before}).fetchone()
+        locked = [
+            row[0]
+            for row in conn.execute(
+                read_sql("prune/lock_runs"),
+                {"candidates": candidates, "run_lock_space": RUN_LOCK_SPACE},
+            )
+        ]
+        # READ COMMITTED: this statement's snapshot is taken after the locks are held.
+        verdicts = read_built(
+            conn,
+            read_sql("prune/final_runs"),
+            {"before": before.isoformat(), "runs": locked},
+            relations=_BUILT_TABLES,
+        )
+        final = [row["pipeline_id"] for row in verdicts if row["is_final"]]
+        row = conn.execute(
+            read_sql("prune/close_runs"), {"final": final, "before": before}
+        ).fetchone()
     assert row is not None
-    return PruneResult(runs=row[0], events=row[1], kept=row[2])
+    return row[0], row[1], len(verdicts) - len(final)

@@ -1,32 +1,44 @@
-"""A short console report of what dbt built, for `make demo`: runs, then the marts."""
+"""A short console report of what dbt built, for `make demo`: runs, then the marts.
+
+What dbt built belongs to its owner, who may replace a table by a view calling its own
+functions: the report reads it only with that owner's rights (`schema.read_built`), and
+escapes control characters in what it prints, so a name cannot forge terminal output.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from loader.connection import Connection
+from loader.schema import read_built
+from loader.terminal import printable
 
 _STATUS_COUNTS = """
 select status, count(*) as runs from public.pipelines group by status order by status
 """
 
 _LATEST_RUNS = """
-select id, pipeline_name, status, created_at, completed_at, records_processed,
+select id, pipeline_name, status, to_char(created_at, $t$YYYY-MM-DD HH24:MI$t$) as created_at,
+    to_char(completed_at, $t$YYYY-MM-DD HH24:MI$t$) as completed_at, records_processed,
     left(error_message, 60) as error_message
 from public.pipelines
-order by created_at desc, id desc
+order by pipelines.created_at desc, pipelines.id desc
 limit 8
 """
 
 _HEALTH = """
-select pipeline_name, owner, health, last_run_status, last_run_at, last_success_at,
+select pipeline_name, owner, health, last_run_status,
+    to_char(last_run_at, $t$YYYY-MM-DD HH24:MI$t$) as last_run_at,
+    to_char(last_success_at, $t$YYYY-MM-DD HH24:MI$t$) as last_success_at,
     consecutive_failures as failures_in_a_row,
     round(success_rate_7d::numeric, 2) as success_7d,
     round(success_rate_30d::numeric, 2) as success_30d,
     round(duration_p95_seconds_30d::numeric) as p95_seconds_30d,
     running_runs as running, stale_runs as stale
 from marts.pipeline_health
-order by array_position(%(health_order)s::text[], health), pipeline_name
+order by array_position(
+    array(select jsonb_array_elements_text($1 -> 'health_order')), health), pipeline_name
 """
 
 # Worst first: the order of the dbt macro `health_labels`, which defines them
@@ -49,22 +61,32 @@ limit 5
 
 _TOP_FAILURE_REASONS = """
 select pipeline_name, coalesce(stage_name, '(run)') as stage_name,
-    sum(failures) as failures, max(last_seen_at) as last_seen,
+    sum(failures) as failures,
+    to_char(max(last_seen_at), $t$YYYY-MM-DD HH24:MI$t$) as last_seen,
     left(error_signature, 70) as error_signature
 from marts.failure_reasons
 group by pipeline_name, stage_name, error_signature
-order by failures desc, last_seen desc
+order by failures desc, max(last_seen_at) desc
 limit 5
 """
 
 _STALE_RUNS = """
 select runs.pipeline_id, runs.pipeline_name, runs.run_key, runs.status,
-    runs.last_event_at, runs.stage_count, health.stale_after_minutes
+    to_char(runs.last_event_at, $t$YYYY-MM-DD HH24:MI$t$) as last_event_at,
+    runs.stage_count, health.stale_after_minutes
 from marts.fct_pipeline_runs as runs
 inner join marts.pipeline_health as health on runs.pipeline_name = health.pipeline_name
 where runs.is_stale
 order by runs.last_event_at
 """
+
+_BUILT = (
+    "public.pipelines",
+    "marts.pipeline_health",
+    "marts.fct_stage_runs",
+    "marts.failure_reasons",
+    "marts.fct_pipeline_runs",
+)
 
 _SECTIONS = (
     ("Runs by status (public.pipelines)", _STATUS_COUNTS),
@@ -79,11 +101,13 @@ _SECTIONS = (
 def print_report(conn: Connection) -> None:
     """Print run counts and the latest runs, then health, slow stages, failures, stale runs."""
     for title, query in _SECTIONS:
-        cursor = conn.execute(query, {"health_order": list(HEALTH_ORDER)})
-        headers = [column.name for column in cursor.description or ()]
-        rows = cursor.fetchall()
+        rows = read_built(conn, query, {"health_order": list(HEALTH_ORDER)}, relations=_BUILT)
         print(f"\n{title}")
-        print(_table(headers, rows) if rows else "  (none)")
+        if rows:
+            headers = list(rows[0])
+            print(_table(headers, [list(row.values()) for row in rows]))
+        else:
+            print("  (none)")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -95,9 +119,5 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m-%d %H:%M")  # type: ignore[no-any-return]
-    return str(value)
+def _cell(value: Any) -> str:
+    return "" if value is None else printable(str(value))

@@ -6,14 +6,18 @@ into one of them (`create_login`, or the SQL in docs/access-control.md).
 
 from __future__ import annotations
 
+import logging
 from typing import Final, Literal
 
 from psycopg import errors, sql
+from psycopg.errors import Diagnostic
 
 from loader.connection import Connection
-from loader.errors import ConfigurationError, LedgerError
-from loader.schema import INIT_LOCK_KEY, raw_schema_exists
+from loader.errors import ConfigurationError, LedgerError, TransientError
+from loader.schema import INIT_LOCK_KEY, INIT_LOCK_TIMEOUT, raw_schema_exists
 from loader.sql_files import read_sql
+
+logger = logging.getLogger(__name__)
 
 LOADER: Final = "ledger_loader"
 TRANSFORMER: Final = "ledger_transformer"
@@ -67,13 +71,32 @@ def create_roles(conn: Connection) -> None:
                 )
             if not raw_schema_exists(conn):
                 raise ConfigurationError("the raw schema does not exist: run `loader init` first")
-            conn.execute("select pg_advisory_xact_lock(%s)", [INIT_LOCK_KEY])
-            conn.execute(roles_sql())
+            conn.execute("select pg_catalog.pg_advisory_xact_lock(%s::bigint)", [INIT_LOCK_KEY])
+            conn.execute(
+                "select pg_catalog.set_config('lock_timeout', %s, true)",
+                [f"{round(INIT_LOCK_TIMEOUT * 1000)}ms"],
+            )
+            # The script's notices say what it changed beyond the roles (PUBLIC's CREATE
+            # on schema public) or could not set: the administrator must see them.
+            conn.add_notice_handler(_log_notice)
+            try:
+                conn.execute(roles_sql())
+            finally:
+                conn.remove_notice_handler(_log_notice)
+    except errors.LockNotAvailable as error:
+        raise TransientError(
+            f"roles: a table of the ledger stayed locked for {INIT_LOCK_TIMEOUT:g} s (jobs or"
+            " readers inside a transaction); run it again when they are done"
+        ) from error
     except errors.InsufficientPrivilege as error:
         raise RolesNotPermittedError(
             f"{conn.info.user} may not grant the roles their privileges ({error})",
             conn.info.dbname,
         ) from error
+
+
+def _log_notice(notice: Diagnostic) -> None:
+    logger.warning("%s", notice.message_primary)
 
 
 def create_login(
@@ -84,7 +107,10 @@ def create_login(
     A transformer login acts as ledger_transformer from the start of each session, so
     that what dbt builds is owned by the group, not by whichever member ran it: any other
     member can then replace it, and the group's default privileges apply to it. A
-    password travels in the statement's text: a server logging DDL logs it.
+    reader login (a BI tool) gets search_path marts and time zone UTC, so that the
+    marts' names resolve unqualified and its days line up with run_date: role settings
+    are not inherited from the group. A password travels in the statement's text: a
+    server logging DDL logs it.
     """
     statement = sql.SQL("create role {name} login {password} in role {role}").format(
         name=sql.Identifier(name),
@@ -99,3 +125,12 @@ def create_login(
                     name=sql.Identifier(name), role=sql.Literal(role)
                 )
             )
+        if role == READER:
+            for setting, value in (("search_path", "marts"), ("timezone", "UTC")):
+                conn.execute(
+                    sql.SQL("alter role {name} set {setting} = {value}").format(
+                        name=sql.Identifier(name),
+                        setting=sql.Identifier(setting),
+                        value=sql.Literal(value),
+                    )
+                )

@@ -14,7 +14,8 @@ from psycopg import sql
 
 from loader.batch import Candidate, LoadResult, Rejection
 from loader.connection import Connection
-from loader.contract import Event
+from loader.contract import DEFAULT_PARKED_MAX_AGE, Event
+from loader.locks import RUN_LOCK_SPACE
 from loader.sql_files import read_sql
 
 # What a candidate brings to the staging table, in COPY order, with its type.
@@ -30,15 +31,21 @@ INCOMING_COLUMNS = {
     "records_processed": "bigint",
     "error_message": "text",
     "attempt": "integer not null",
+    "run_attempt": "integer not null",
     "attributes": "jsonb",
 }
-# What the resolution steps fill in.
+# What the resolution steps fill in, and where an unparked event came from.
 RESOLVED_COLUMNS = {
     "stage_id": "bigint",
     "registered_name": "text",
     "pruned_at": "timestamptz",
     "rejection": "text",
+    "is_parked": "boolean not null default false",
+    "origin": "text",
+    "line_number": "bigint",
+    "raw_line": "bytea",
 }
+
 
 _INCOMING_NAMES = sql.SQL(", ").join(map(sql.Identifier, INCOMING_COLUMNS))
 _CREATE_INCOMING = sql.SQL(
@@ -64,12 +71,15 @@ def write_batch(
     rejections: Sequence[Rejection] = (),
     *,
     source: str,
+    parked_max_age: float = DEFAULT_PARKED_MAX_AGE,
 ) -> LoadResult:
     """Store valid events and quarantine rejected ones, all in one transaction.
 
-    Events whose run cannot be resolved (unknown id, new run without a name, a name that
-    differs from the registered one) are quarantined here too. `conn` must be in
-    autocommit mode, so that each batch commits on its own.
+    Events whose run cannot be resolved (unknown id, a name that differs from the
+    registered one, a pruned run) are quarantined here too. An event of an unknown
+    run_key that nothing in the batch names is parked until an event naming its run
+    arrives, and quarantined if none does within `parked_max_age` seconds. `conn` must
+    be in autocommit mode, so that each batch commits on its own.
     """
     if not conn.autocommit:
         raise ValueError("write_batch needs an autocommit connection: each batch commits")
@@ -78,13 +88,24 @@ def write_batch(
     result = LoadResult(rejections=list(rejections))
     with conn.transaction():
         if candidates:
-            result.accepted, late = _store(conn, candidates)
-            late_rejections = [
-                Rejection(reason, candidates[position].raw, candidates[position].line_number)
-                for position, reason in late
-            ]
-            result.duplicates = len(candidates) - len(late_rejections) - result.accepted
-            result.rejections.extend(late_rejections)
+            result.accepted, result.unparked, outcomes = _store(conn, candidates, parked_max_age)
+            parked: list[Candidate] = []
+            for position, reason, is_parked in outcomes:
+                candidate = candidates[position]
+                if is_parked:
+                    parked.append(candidate)
+                else:
+                    result.rejections.append(
+                        Rejection(reason, candidate.raw, candidate.line_number)
+                    )
+            _park(conn, parked, source)
+            result.parked = len(parked)
+            result.duplicates = (
+                len(candidates)
+                - result.accepted
+                - result.parked
+                - (result.rejected - len(rejections))
+            )
             result.rejections.sort(key=lambda item: item.line_number or 0)
         if result.rejections:
             with conn.cursor() as cursor:
@@ -103,17 +124,21 @@ def write_batch(
     return result
 
 
-def _store(conn: Connection, candidates: Sequence[Candidate]) -> tuple[int, list[Any]]:
-    """Run the set-based steps; return the events inserted and (position, reason) rejected.
+def _store(
+    conn: Connection, candidates: Sequence[Candidate], parked_max_age: float
+) -> tuple[int, int, list[Any]]:
+    """Run the set-based steps.
 
-    After the COPY, every statement goes out in one pipeline: a single round trip. A small
-    batch (a job's call) skips COPY, which cannot be pipelined, for a multi-row insert.
+    Return the batch's events inserted, the parked events that landed with them, and the
+    (position, rejection, is_parked) of the batch's events that did not land. After the
+    COPY, every statement goes out in one pipeline: a single round trip. A small batch (a
+    job's call) skips COPY, which cannot be pipelined, for a multi-row insert.
     """
     rows = (
         _incoming_row(position, candidate.event) for position, candidate in enumerate(candidates)
     )
     is_small = len(candidates) <= _PIPELINED_BATCH_LIMIT
-    with conn.cursor() as steps, conn.cursor() as inserted, conn.cursor() as rejected:
+    with conn.cursor() as steps, conn.cursor() as inserted, conn.cursor() as outcomes:
         if not is_small:
             steps.execute(_CREATE_INCOMING)
             with steps.copy(_COPY_INCOMING) as copy:
@@ -123,24 +148,57 @@ def _store(conn: Connection, candidates: Sequence[Candidate]) -> tuple[int, list
             if is_small:
                 steps.execute(_CREATE_INCOMING)
                 steps.executemany(_INSERT_INCOMING, list(rows))
-            steps.execute(read_sql("writer/lock_runs"))
+            steps.execute(read_sql("writer/expire_parked"), {"max_age": parked_max_age})
+            steps.execute(read_sql("writer/lock_runs"), {"run_lock_space": RUN_LOCK_SPACE})
             steps.execute(read_sql("writer/resolve_by_run_key"))
             steps.execute(read_sql("writer/resolve_by_pipeline_id"))
-            steps.execute(read_sql("writer/reject_unresolved"), {"final": False})
+            steps.execute(read_sql("writer/reject_unresolved"))
             steps.execute(read_sql("writer/register_runs"))
+            steps.execute(read_sql("writer/unpark"))
             steps.execute(read_sql("writer/resolve_by_run_key"))
-            steps.execute(read_sql("writer/reject_unresolved"), {"final": True})
+            steps.execute(read_sql("writer/reject_unresolved"))
+            steps.execute(read_sql("writer/park_unresolved"))
             steps.execute(read_sql("writer/register_stages"))
             steps.execute(read_sql("writer/resolve_stages"))
             inserted.execute(read_sql("writer/insert_events"))
-            rejected.execute(read_sql("writer/select_rejections"))
-        return max(inserted.rowcount, 0), rejected.fetchall()
+            steps.execute(read_sql("writer/quarantine_unparked"))
+            outcomes.execute(read_sql("writer/select_outcomes"))
+        [(accepted, unparked)] = inserted.fetchall()
+        return accepted, unparked, outcomes.fetchall()
+
+
+def _park(conn: Connection, parked: Sequence[Candidate], source: str) -> None:
+    """Keep events of a run nobody named yet, whole, until an event names it."""
+    if not parked:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            read_sql("writer/park_event"),
+            [
+                {
+                    **dict(zip(INCOMING_COLUMNS, _incoming_row(0, candidate.event), strict=True)),
+                    "origin": source,
+                    "line_number": candidate.line_number,
+                    "raw_line": candidate.raw,
+                }
+                for candidate in parked
+            ],
+        )
 
 
 def _insert_resolved(conn: Connection, event: Event) -> bool:
-    """Try the one-statement path; return whether the event was stored by it."""
-    params = dict(zip(INCOMING_COLUMNS, _incoming_row(0, event), strict=True))
-    return conn.execute(read_sql("writer/insert_resolved_event"), params).rowcount == 1
+    """Try the one-statement path; return whether the event was stored by it.
+
+    The run's lock and the insert share a transaction and a single round trip.
+    """
+    params = {
+        **dict(zip(INCOMING_COLUMNS, _incoming_row(0, event), strict=True)),
+        "run_lock_space": RUN_LOCK_SPACE,
+    }
+    with conn.pipeline(), conn.transaction():
+        conn.execute(read_sql("writer/lock_resolved_run"), params)
+        inserted = conn.execute(read_sql("writer/insert_resolved_event"), params)
+    return inserted.rowcount == 1
 
 
 def _incoming_row(position: int, event: Event) -> tuple[object, ...]:
@@ -157,5 +215,6 @@ def _incoming_row(position: int, event: Event) -> tuple[object, ...]:
         event.records_processed,
         event.error_message,
         event.attempt,
+        event.run_attempt,
         None if event.attributes is None else json.dumps(event.attributes),
     )

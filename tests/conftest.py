@@ -16,7 +16,13 @@ from loader.roles import create_roles
 from loader.schema import create_raw_schema
 from tests.support import dbt
 
-RAW_TABLES = ("raw.run_events", "raw.stages", "raw.runs", "raw.quarantined_events")
+RAW_TABLES = (
+    "raw.run_events",
+    "raw.stages",
+    "raw.runs",
+    "raw.quarantined_events",
+    "raw.parked_events",
+)
 # staging holds views over raw and the catalog seed: nothing a test could leave stale.
 BUILT_SCHEMAS = ("public", "marts")
 

@@ -1,6 +1,12 @@
 -- The loader's raw schema. Events are immutable: inserted once, never updated.
 -- Every statement is idempotent; the caller holds an advisory lock so that
 -- concurrent first runs do not race on the catalog.
+-- `init` runs on a ledger in use: it checks the catalog and runs a statement
+-- only when its object is missing (`if not exists` alone still takes the
+-- table's lock, and ADD COLUMN an ACCESS EXCLUSIVE one). So each statement is
+-- one of: create schema|table|index if not exists, alter table ... add column
+-- if not exists, create or replace view (always run: it locks only the view).
+-- loader/schema.py knows these forms and refuses others.
 
 create schema if not exists raw;
 
@@ -65,3 +71,61 @@ create table if not exists raw.quarantined_events (
     raw_line bytea not null,
     quarantined_at timestamptz not null default now()
 );
+
+-- Events of a run_key the ledger does not know yet, when nothing in their batch
+-- names the run's pipeline: they wait here, whole, until an event naming the
+-- run arrives (from any process, in any order); then the loader moves them into
+-- raw.run_events. After LEDGER_PARKED_MAX_AGE they go to the quarantine.
+create table if not exists raw.parked_events (
+    event_id uuid primary key,
+    run_key text not null,
+    stage_name text,
+    status text not null,
+    event_time timestamptz not null,
+    records_processed bigint,
+    error_message text,
+    attempt integer not null,
+    attributes jsonb,
+    origin text not null,
+    line_number bigint,
+    raw_line bytea not null,
+    parked_at timestamptz not null default now()
+);
+
+create index if not exists parked_events_run_key_idx
+on raw.parked_events (run_key);
+
+create index if not exists parked_events_parked_at_idx
+on raw.parked_events (parked_at);
+
+-- What waits, per run: for `ledger parked` and for people.
+create or replace view raw.parked_runs as
+select
+    run_key,
+    count(*) as events,
+    min(parked_at) as first_parked_at,
+    max(parked_at) as last_parked_at,
+    array_agg(distinct origin order by origin) as origins
+from raw.parked_events
+group by run_key;
+
+-- OpenLineage events that are not about a run (DatasetEvents, JobEvents), as
+-- `ledger serve` received them: the contract has no place for them, and
+-- OpenLineage clients drop an event the server does not answer 2xx. The id is
+-- derived from the content, so a client's retry is stored once.
+create table if not exists raw.openlineage_other_events (
+    event_id uuid primary key,
+    event_kind text not null
+    check (event_kind in ('DatasetEvent', 'JobEvent')),
+    payload jsonb not null,
+    received_at timestamptz not null default now()
+);
+
+-- The run's attempt (event contract, "Runs have attempts"): a flow retried
+-- under the same run key re-opens its run, and its highest attempt decides.
+-- Events stored before the column existed are of the first attempt.
+alter table raw.run_events add column if not exists run_attempt integer
+not null default 1 check (run_attempt >= 1);
+
+alter table raw.parked_events add column if not exists run_attempt integer
+not null default 1 check (run_attempt >= 1);

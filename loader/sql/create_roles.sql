@@ -8,6 +8,11 @@
 -- `loader init` does so under its advisory lock. Every statement is
 -- idempotent.
 
+-- Only built-in functions and operators: a function planted in a schema that
+-- others may create in (public) must never run with this script's rights. The
+-- loader's connections pin this already; psql's do not.
+set search_path = pg_catalog, pg_temp;
+
 -- Roles are cluster-wide but the advisory lock is per database: an init of
 -- another database on the same server may create a role between our check
 -- and our create. Its error then only means that the role exists.
@@ -85,17 +90,50 @@ $$;
 
 -- The loader: exactly what loader/writer.py runs. It selects the registries to
 -- resolve ids, and `on conflict (event_id)` needs SELECT on its target column.
--- No UPDATE, DELETE or TRUNCATE anywhere: `loader prune` runs as the owner.
+-- No UPDATE or TRUNCATE anywhere, and DELETE only of parked events, which the
+-- loader moves into raw.run_events once their run is named (or into the
+-- quarantine when nobody names it): `loader prune` runs as the owner.
 grant usage on schema raw to ledger_loader;
 grant select, insert on raw.runs, raw.stages to ledger_loader;
 grant insert on raw.run_events, raw.quarantined_events to ledger_loader;
 grant select (event_id) on raw.run_events to ledger_loader;
+grant select, insert, delete on raw.parked_events to ledger_loader;
+grant select on raw.parked_runs to ledger_loader;
 
 -- dbt: reads every raw table (sources, freshness) and creates what it builds,
 -- so it owns its views and tables and can replace them on every run.
 grant usage on schema raw to ledger_transformer;
 grant select on all tables in schema raw to ledger_transformer;
 grant usage, create on schema staging, marts, public to ledger_transformer;
+
+-- A database created before PostgreSQL 15 keeps, through upgrades, PUBLIC's
+-- CREATE on schema public: any login, ledger_reader's included, could plant a
+-- function there (percentile_cont, format) that dbt would call instead of the
+-- built-in, with the transformer's rights. Revoked here; only the schema's
+-- owner (or a superuser) may, and the notice says what happened either way.
+do $$
+begin
+    if
+        to_regnamespace('public') is not null
+        and has_schema_privilege('public', 'public', 'create')
+    then
+        begin
+            revoke create on schema public from public;
+        exception when insufficient_privilege then
+            null;
+        end;
+        if has_schema_privilege('public', 'public', 'create') then
+            raise notice '%', 'PUBLIC may create in schema public, so any login'
+            || ' can plant functions that dbt runs: its owner should run'
+            || ' `revoke create on schema public from public`';
+        else
+            raise notice '%', 'revoked CREATE on schema public from PUBLIC'
+            || ' (a database created before PostgreSQL 15): only'
+            || ' ledger_transformer and the schema''s owner may create there';
+        end if;
+    end if;
+end
+$$;
 
 -- BI: marts only. dbt's `grants` config (var reader_roles) grants SELECT on
 -- every model it builds there; the defaults below also cover a table between
@@ -138,3 +176,9 @@ begin
     end loop;
 end
 $$;
+
+-- `ledger serve`: DatasetEvents and JobEvents kept raw (`on conflict`
+-- needs SELECT on its target column, event_id); dbt may read them.
+grant insert on raw.openlineage_other_events to ledger_loader;
+grant select (event_id) on raw.openlineage_other_events to ledger_loader;
+grant select on raw.openlineage_other_events to ledger_transformer;

@@ -21,12 +21,13 @@ pytestmark = pytest.mark.pg15
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 PIPELINES_SQL = """
-select run_key, id, status, created_at, completed_at, records_processed, error_message
+select run_key, id, status, created_at, completed_at, records_processed, error_message, attempts
 from public.pipelines
 """
 STAGES_SQL = """
 select pipelines.run_key, stages.stage_name, stages.id, stages.status, stages.error_message,
-    stages.records_processed, stages.started_at, stages.completed_at, stages.attempts
+    stages.records_processed, stages.started_at, stages.completed_at, stages.attempts,
+    stages.run_attempt
 from public.pipeline_stages as stages
 inner join public.pipelines on stages.pipeline_id = pipelines.id
 """
@@ -65,6 +66,7 @@ def deliver(ledger: Ledger, deliveries: Iterable[Delivery]) -> None:
             "records_processed": d.records_processed,
             "error_message": d.error_message,
             "attempt": d.attempt,
+            "run_attempt": d.run_attempt,
         }
         for d in deliveries
     )
@@ -117,6 +119,81 @@ def test_retry_that_succeeds_clears_the_error(ledger, db, run_dbt):
         "started_at": at(3),
         "completed_at": at(4),
         "attempts": 2,
+        "run_attempt": 1,
+    }
+
+
+def test_a_flow_that_failed_and_completed_when_retried_is_completed(ledger, db, run_dbt):
+    """A flow retried under its run key: failed in run attempt 1, completed in 2."""
+    deliver(
+        ledger,
+        [
+            event(minute=0),
+            event(stage="load", minute=1),
+            event(stage="load", status="failed", minute=2, error_message="connection reset"),
+            event(status="failed", minute=3, error_message="load failed"),
+            event(minute=10, run_attempt=2),
+            event(stage="load", minute=11, run_attempt=2),
+            event(stage="load", status="completed", minute=12, records_processed=40, run_attempt=2),
+            event(status="completed", minute=13, run_attempt=2),
+        ],
+    )
+    run_dbt(*BUILD_LEDGER_TABLES)
+    runs, stages = tables(db)
+    assert runs["run-1"] | {"id": None} == {
+        "id": None,
+        "status": "completed",
+        "created_at": at(0),
+        "completed_at": at(13),
+        "records_processed": 40,
+        "error_message": None,
+        "attempts": 2,
+    }
+    assert (stages["run-1", "load"]["status"], stages["run-1", "load"]["run_attempt"]) == (
+        "completed",
+        2,
+    )
+
+
+def test_a_retried_flow_reopens_its_run_with_a_stage_event(ledger, db, run_dbt):
+    """A failed run whose attempt 2 has only a stage event so far is running again."""
+    deliver(ledger, [event(minute=0), event(status="failed", minute=1, error_message="boom")])
+    run_dbt(*BUILD_LEDGER_TABLES)
+    assert tables(db)[0]["run-1"]["status"] == "failed"
+    deliver(ledger, [event(stage="load", minute=5, run_attempt=2)])
+    run_dbt(*BUILD_LEDGER_TABLES)
+    run = tables(db)[0]["run-1"]
+    assert (run["status"], run["completed_at"], run["error_message"], run["attempts"]) == (
+        "running",
+        None,
+        None,
+        2,
+    )
+
+
+def test_a_stage_retried_in_run_attempt_2_decides_from_its_events(ledger, db, run_dbt):
+    """The retried flow's task counts its tries from 1 again: (2, 1) outranks (1, 2)."""
+    deliver(
+        ledger,
+        [
+            event(stage="spark", status="failed", minute=1, error_message="OOM"),
+            event(stage="spark", minute=2, attempt=2),
+            event(stage="spark", status="failed", minute=3, attempt=2, error_message="OOM again"),
+            event(stage="spark", minute=10, run_attempt=2),
+            event(stage="spark", status="completed", minute=12, records_processed=9, run_attempt=2),
+        ],
+    )
+    run_dbt(*BUILD_LEDGER_TABLES)
+    _, stages = tables(db)
+    assert stages["run-1", "spark"] | {"id": None} == {
+        "id": None,
+        "status": "completed",
+        "error_message": None,
+        "records_processed": 9,
+        "started_at": at(2),
+        "completed_at": at(12),
+        "attempts": 1,
+        "run_attempt": 2,
     }
 
 
@@ -173,6 +250,7 @@ _deliveries = st.builds(
     records_processed=st.none() | st.integers(min_value=0, max_value=50),
     error_message=st.none() | st.sampled_from(["boom", "oom"]),
     attempt=st.integers(min_value=1, max_value=2),
+    run_attempt=st.integers(min_value=1, max_value=2),
 )
 
 

@@ -400,7 +400,7 @@ _times = st.sampled_from([-26, -25, -2, -1, 1, 2, 22, 23, 25]).map(
     lambda hours: datetime(2026, 3, 5, tzinfo=UTC) + timedelta(hours=hours)
 )
 _events = st.builds(
-    lambda run, stage, status, at, records, error, attempt: event(
+    lambda run, stage, status, at, records, error, attempt, run_attempt: event(
         f"p{run % 2}@{run}",
         status,
         at,
@@ -408,6 +408,7 @@ _events = st.builds(
         records_processed=records,
         error_message=error if status == "failed" else None,
         attempt=attempt,
+        run_attempt=run_attempt,
         event_id=str(uuid.uuid4()),
     ),
     run=st.integers(0, 3),
@@ -417,6 +418,7 @@ _events = st.builds(
     records=st.none() | st.integers(0, 100),
     error=st.sampled_from(["timeout after 30s", "timeout after 45s", "disk full"]),
     attempt=st.integers(1, 2),
+    run_attempt=st.integers(1, 2),
 )
 
 

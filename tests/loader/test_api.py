@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from loader import Ledger, RejectedEventsError
+from loader import Ledger, RejectedEventsError, Run
 from loader.connection import Connection
 from tests.support import query
 
@@ -290,3 +290,15 @@ def test_passing_your_own_event_id_twice_counts_once(ledger: Ledger, db: Connect
         db, "select status, records_processed from raw.run_events where event_id = %s", [event_id]
     )
     assert (row["status"], row["records_processed"]) == ("running", 1)
+
+
+def test_attach_takes_a_run_handle_and_refuses_a_missing_id(ledger: Ledger, db: Connection) -> None:
+    run = ledger.start_run("daily_sales", run_key="flow-1")
+    offline = Run(ledger, None, "daily_sales", "flow-1")  # as start_run returns it in an outage
+
+    ledger.attach(run).stage("extract").started()
+    ledger.attach(offline).stage("load").started()
+    with pytest.raises(TypeError, match="pass the Run or its run_key"):
+        ledger.attach(offline.id)  # type: ignore[arg-type]
+
+    assert [name for name, _ in statuses(db, run.id)] == [None, "extract", "load"]

@@ -144,14 +144,16 @@ def test_ingest_reports_bad_lines_and_counts_and_exits_2(
     result = ledger_cli(database, "ingest", str(path))
 
     assert result.returncode == 2
-    assert f"{path}: line 2: records_processed: -1 is out of range" in result.stderr
-    assert f"{path}: line 5: pipeline_name: required" in result.stderr
-    assert counts(result.stdout) == (1, 1, 2)
-    assert result.stdout.startswith(f"{path}: 1 accepted, 1 duplicate, 2 rejected")
+    assert (
+        result.stderr
+        == f"{path}: line 2: records_processed: -1 is out of range (0 to 9223372036854775807)\n"
+    )
+    assert counts(result.stdout) == (1, 1, 1)
+    assert result.stdout.startswith(f"{path}: 1 accepted, 1 duplicate, 1 rejected, 1 parked")
     rows = query(db, "select origin, line_number from raw.quarantined_events order by 2")
-    assert rows == [
-        {"origin": str(path), "line_number": 2},
-        {"origin": str(path), "line_number": 5},
+    assert rows == [{"origin": str(path), "line_number": 2}]
+    assert query(db, "select run_key, line_number from raw.parked_events") == [
+        {"run_key": "ghost", "line_number": 5}
     ]
 
 
@@ -257,3 +259,16 @@ def test_ledger_console_script_answers_help(database: Settings, args: list[str])
     output = ok(ledger_cli(database, *args, program=str(script)))
 
     assert output.startswith("usage: ledger")
+
+
+def test_names_and_reasons_reach_the_terminal_escaped(database: Settings, db: Connection) -> None:
+    """A control sequence in a job's text must not recolour the terminal or forge lines."""
+    ok(ledger_cli(database, "ingest", "-", stdin=jsonl([event()])))
+    forged = event(pipeline_name="daily\x1b[31m\nERROR forged line")
+
+    result = ledger_cli(database, "ingest", "-", stdin=jsonl([forged]))
+
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "daily\\x1b[31m\\nERROR forged line" in result.stderr

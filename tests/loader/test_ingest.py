@@ -117,6 +117,7 @@ def test_events_are_stored_as_sent(db: Connection) -> None:
         records_processed=2**40,
         error_message=awkward,
         attempt=3,
+        run_attempt=2,
         attributes={"stack": awkward, "nested": {"list": [1, 2.5, None, True]}},
     )
 
@@ -133,6 +134,7 @@ def test_events_are_stored_as_sent(db: Connection) -> None:
         "records_processed": 2**40,
         "error_message": awkward,
         "attempt": 3,
+        "run_attempt": 2,
         "attributes": sent["attributes"],
     }
 
@@ -188,7 +190,7 @@ def test_counts_add_up_to_the_non_blank_lines(db: Connection, batch_lines: int) 
         b"not json",
         b"   ",
         line(event(stage_name="extract")),
-        line(event(run_key="other-run")),  # new run, never named
+        line(event(run_key="other-run")),  # new run, never named: parked
         b"\t",
         line({**named, "event_id": str(uuid.uuid4()), "pipeline_name": "weekly"}),
         line(event(stage_name="extract", status="completed", records_processed=3)),
@@ -197,8 +199,8 @@ def test_counts_add_up_to_the_non_blank_lines(db: Connection, batch_lines: int) 
     result = ingest(db, b"\n".join(lines) + b"\n", batch_lines=batch_lines)
 
     non_blank = sum(1 for raw in lines if raw.strip())
-    assert result.accepted + result.duplicates + result.rejected == non_blank
-    assert (result.accepted, result.duplicates, result.rejected) == (3, 1, 4)
+    assert result.accepted + result.duplicates + result.rejected + result.parked == non_blank
+    assert (result.accepted, result.duplicates, result.rejected, result.parked) == (3, 1, 3, 1)
     assert len(stored_events(db)) == result.accepted
     assert len(quarantined_lines(db)) == result.rejected
 
@@ -225,17 +227,18 @@ def test_blank_lines_are_skipped_but_counted_in_line_numbers(db: Connection) -> 
     ]
 
 
-def test_new_run_without_a_pipeline_name_in_its_batch_is_rejected(db: Connection) -> None:
+def test_new_run_without_a_pipeline_name_in_its_batch_is_parked(db: Connection) -> None:
+    """It waits for an event naming the run (tests/loader/test_parked.py), not quarantined."""
     result = ingest(
         db, jsonl([event(run_key="nameless"), event(run_key="named", pipeline_name="p")])
     )
 
-    assert (result.accepted, result.rejected) == (1, 1)
-    [row] = quarantined_lines(db)
-    assert row["line_number"] == 1
-    assert row["reason"].startswith("pipeline_name: ")
-    assert "'nameless' is a new run" in row["reason"]
+    assert (result.accepted, result.parked, result.rejected) == (1, 1, 0)
+    assert quarantined_lines(db) == []
     assert query(db, "select run_key from raw.runs") == [{"run_key": "named"}]
+    assert query(db, "select run_key, line_number from raw.parked_events") == [
+        {"run_key": "nameless", "line_number": 1}
+    ]
 
 
 def test_new_run_is_accepted_when_another_line_of_the_batch_names_it(db: Connection) -> None:
@@ -260,14 +263,14 @@ def test_a_name_in_an_earlier_batch_registers_the_run_for_later_batches(db: Conn
     assert (result.accepted, result.rejected) == (3, 0)
 
 
-def test_a_name_only_in_a_later_batch_does_not_count(db: Connection) -> None:
-    """The contract looks for the name in the event's own batch, not in the rest of the file."""
+def test_a_name_only_in_a_later_batch_lands_the_earlier_events(db: Connection) -> None:
+    """The earlier events wait parked until the batch that names their run."""
     events = [event(), event(minute=1, pipeline_name="daily_sales")]
 
     result = ingest(db, jsonl(events), batch_lines=1)
 
-    assert (result.accepted, result.rejected) == (1, 1)
-    assert quarantined_lines(db)[0]["line_number"] == 1
+    assert (result.accepted, result.parked, result.unparked, result.rejected) == (1, 1, 1, 0)
+    assert len(stored_events(db)) == 2
 
 
 def test_known_run_is_reached_by_run_key_or_pipeline_id_without_a_name(db: Connection) -> None:
@@ -369,8 +372,7 @@ def test_a_quarantined_event_registers_no_run(db: Connection) -> None:
     result = ingest(db, jsonl([event("run-new", minute=1)]))
 
     assert query(db, "select run_key from raw.runs") == [{"run_key": "run-a"}]
-    assert (result.accepted, result.rejected) == (0, 1)
-    assert result.rejections[0].reason.startswith("pipeline_name: required")
+    assert (result.accepted, result.rejected, result.parked) == (0, 0, 1)
 
 
 def test_a_quarantined_event_does_not_decide_the_name_of_a_new_run(db: Connection) -> None:

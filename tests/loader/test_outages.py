@@ -24,11 +24,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from loader import Ledger, Settings, TransientError, embedded
+from loader import Ledger, RejectedEventsError, Settings, TransientError, embedded
 from loader.connection import connect
+from loader.delivery import backoff_for
 from loader.ingest import ingest_stream
-from loader.spool import Spool
+from loader.spool import Spool, database_folder
 from tests.support import BUILD_LEDGER_TABLES, dbt, query
+from tests.support.gate import Gate
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 STAGES = ("extract", "transform", "load")
@@ -117,13 +119,16 @@ def test_a_stopped_server_loses_and_doubles_nothing(server_dir, undisturbed, tmp
             embedded.stop(server_dir)
         if stage_number == 1:
             embedded.start(server_dir)
+            # After a failed connect the ledger spools at once for a while (backoff); the
+            # job's first call after it delivers the spool, then its own events.
+            time.sleep(backoff_for(settings).remaining())
 
     with caplog.at_level(logging.WARNING, logger="loader"), Ledger(settings) as ledger:
         nightly_job(ledger, outage)  # the job finishes: no exception reaches it
 
     unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(unreachable) == 1, "one warning per outage"
-    assert list((tmp_path / "spool").iterdir()) == [], "the spool was delivered"
+    assert list((tmp_path / "spool").rglob("*.jsonl")) == [], "the spool was delivered"
     assert event_count(settings) == undisturbed["events"]
     assert derived_tables(settings, tmp_path) == undisturbed["tables"]
 
@@ -266,7 +271,7 @@ def test_the_cli_spools_while_the_database_is_down_and_flush_delivers(server_dir
 
 def test_a_crash_between_delivery_and_removal_duplicates_nothing(server_dir, tmp_path):
     settings = fresh_database(server_dir, "redelivery", tmp_path / "spool")
-    spool = Spool(tmp_path / "spool")
+    spool = Spool(database_folder(settings))
     events = [
         {
             "event_id": str(uuid.UUID(int=n + 1)),
@@ -290,3 +295,35 @@ def test_a_crash_between_delivery_and_removal_duplicates_nothing(server_dir, tmp
         again = ledger.flush()
     assert (again.accepted, again.duplicates) == (0, len(events))
     assert not spool.has_events()
+
+
+def test_an_event_rejected_during_an_outage_is_quarantined_at_flush_not_accepted(
+    server_dir, tmp_path
+):
+    """Only valid events are spooled; a rejected one reaches the quarantine, with its reason.
+
+    `{"at": object()}` is not JSON: rejected. Spooled as JSON it would become the string
+    "<object object at ...>", which passes the contract at flush.
+    """
+    settings = fresh_database(server_dir, "rejected_offline", tmp_path / "spool")
+    good = {"run_key": "r1", "pipeline_name": "nightly", "status": "running"}
+    bad = {"run_key": "r1", "status": "completed", "attributes": {"at": object()}}
+    with Gate(settings, mode="refuse") as gate, Ledger(gate.settings()) as ledger:
+        with pytest.raises(RejectedEventsError, match="attributes: object is not a JSON value"):
+            ledger.emit_many([good, bad])
+        gate.mode = "open"
+        delivered = ledger.flush()
+
+    assert (delivered.accepted, [str(item) for item in delivered.rejections]) == (
+        1,
+        ["line 2: attributes: object is not a JSON value"],
+    )
+    with connect(settings) as conn:
+        assert query(conn, "select status from raw.run_events") == [{"status": "running"}]
+        [row] = query(
+            conn, "select origin, line_number, reason, raw_line from raw.quarantined_events"
+        )
+    assert (row["origin"], row["line_number"]) == ("api", 2)
+    assert row["reason"] == "attributes: object is not a JSON value"
+    assert b"<object object at" in bytes(row["raw_line"])
+    assert list((tmp_path / "spool").rglob("*.jsonl")) == []

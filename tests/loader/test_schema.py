@@ -101,6 +101,9 @@ def test_create_raw_schema_is_idempotent_and_keeps_data(db: Connection) -> None:
         "stages",
         "run_events",
         "quarantined_events",
+        "parked_events",
+        "parked_runs",
+        "openlineage_other_events",
     }
     assert query(db, "select run_key from raw.runs") == [{"run_key": "flow-1"}]
 

@@ -76,3 +76,23 @@ def test_the_image_holds_every_folder_dbt_reads():
     dockerfile = (PROJECT_DIR / "Dockerfile").read_text()
     copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
     assert folders <= copied
+
+
+def test_collector_service_is_safe_healthy_and_scraped(compose):
+    collector = compose["services"]["collector"]
+    assert collector["depends_on"]["postgres"]["condition"] == "service_healthy"
+    command = collector["command"]
+    assert command[:4] == ["python", "-m", "loader", "serve"]
+    # Every interface inside the container: the token is required, not defaulted.
+    assert "0.0.0.0" in command
+    assert collector["environment"]["LEDGER_API_TOKEN"].startswith("${LEDGER_API_TOKEN:?")
+    assert "/healthz" in " ".join(collector["healthcheck"]["test"])
+    spool = collector["volumes"][0].split(":")
+    assert spool[0] in compose["volumes"], "spooled events outlive the container"
+    assert spool[1] == collector["environment"]["LEDGER_SPOOL_DIR"]
+    checks = json.loads(collector["labels"]["com.datadoghq.ad.checks"])
+    [instance] = checks["openmetrics"]["instances"]
+    assert instance["openmetrics_endpoint"].endswith(":5000/metrics")
+    assert json.loads(collector["labels"]["com.datadoghq.ad.logs"])[0]["service"] == (
+        "ledger-collector"
+    )

@@ -28,7 +28,7 @@ def query(conn: Connection, statement: str, params: Iterable[Any] = ()) -> list[
 STORED_EVENTS_SQL = """
 select events.event_id, runs.run_key, runs.pipeline_name, stages.stage_name, events.status,
     events.event_time, events.records_processed, events.error_message, events.attempt,
-    events.attributes
+    events.run_attempt, events.attributes
 from raw.run_events as events
 inner join raw.runs on runs.pipeline_id = events.pipeline_id
 left join raw.stages

@@ -28,6 +28,7 @@ class Delivery:
     records_processed: int | None = None
     error_message: str | None = None
     attempt: int = 1
+    run_attempt: int = 1
 
 
 def first_deliveries(deliveries: Iterable[Delivery]) -> list[Delivery]:
@@ -50,8 +51,10 @@ def _final_terminal(ordered: Sequence[Delivery]) -> tuple[int, Delivery] | None:
 
 def derive_stage(events: Sequence[Delivery]) -> dict[str, Any]:
     """One row of pipeline_stages from the stage's (deduplicated) events."""
-    attempts = max(e.attempt for e in events)
-    ordered = _ordered(e for e in events if e.attempt == attempts)
+    # Rule 1: the highest (run_attempt, attempt) pair decides; a retried flow's tasks
+    # count their tries from 1 again.
+    run_attempt, attempts = max((e.run_attempt, e.attempt) for e in events)
+    ordered = _ordered(e for e in events if (e.run_attempt, e.attempt) == (run_attempt, attempts))
     terminal = _final_terminal(ordered)
     if terminal is None:
         status = "running" if any(e.status == "running" for e in ordered) else "pending"
@@ -72,17 +75,23 @@ def derive_stage(events: Sequence[Delivery]) -> dict[str, Any]:
         "started_at": min((e.event_time for e in events if e.status == "running"), default=None),
         "completed_at": terminal[1].event_time if terminal else None,
         "attempts": attempts,
+        "run_attempt": run_attempt,
     }
 
 
 def derive_run(events: Sequence[Delivery], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One row of pipelines from the run's events and its derived stages (by name)."""
-    run_level = _ordered(e for e in events if e.stage_name is None)
+    # Only the highest run attempt decides, stage events included; so do only the stages
+    # whose deciding events belong to it.
+    attempts = max(e.run_attempt for e in events)
+    current = [e for e in events if e.run_attempt == attempts]
+    stages = {name: s for name, s in stages.items() if s["run_attempt"] == attempts}
+    run_level = _ordered(e for e in current if e.stage_name is None)
     terminal = _final_terminal(run_level)
     if terminal is not None:
         status = terminal[1].status
     elif any(e.status == "running" for e in run_level) or any(
-        e.stage_name is not None and e.status != "pending" for e in events
+        e.stage_name is not None and e.status != "pending" for e in current
     ):
         status = "running"
     else:
@@ -114,6 +123,7 @@ def derive_run(events: Sequence[Delivery], stages: dict[str, dict[str, Any]]) ->
         "completed_at": terminal[1].event_time if terminal else None,
         "records_processed": records,
         "error_message": error,
+        "attempts": attempts,
     }
 
 

@@ -1,12 +1,13 @@
 """Hostile lines for a bulk file, each with the verdict the contract gives it.
 
-A table, not a text file: some lines are invalid UTF-8, hold NUL bytes or weigh 10 MB,
-so each case says how its bytes are built. Every case is one line (no b"\\n" in it):
+A table, not a text file: some lines are invalid UTF-8, hold NUL bytes or weigh half a
+megabyte, so each case says how its bytes are built. Every case is one line (no b"\\n" in it):
 
 - QUARANTINED: rejected; `reason` is a part of the quarantine reason, naming the field
   (or, for a line that is no JSON object at all, what is wrong with the line);
 - ACCEPTED: stored; `stored` is its row in raw.run_events joined with its run and stage;
 - DUPLICATE: a valid redelivery of an earlier case's event_id: counted, not stored;
+- PARKED: valid, of a run nothing has named yet: kept whole in raw.parked_events;
 - SKIPPED: a blank line; ingest skips it without counting it (it keeps its line number).
 
 Valid lines name the run GOOD_RUN without a pipeline_name: the good lines that the tests
@@ -24,13 +25,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 QUARANTINED, ACCEPTED, DUPLICATE, SKIPPED = "quarantined", "accepted", "duplicate", "skipped"
+PARKED = "parked"
 
 GOOD_RUN = "hostile-run"
 GOOD_PIPELINE = "hostile_pipeline"
 T0 = "2026-01-01T10:00:00Z"
 SQL = "'); drop table raw.run_events; --"
 ERROR_LIMIT_BYTES = 8 * 1024
-TEN_MB = 10 * 2**20
+# Large, yet under the line cap (LEDGER_MAX_LINE_BYTES, 1 MiB; tests/loader/test_line_limits.py
+# covers lines over it).
+HALF_MB = 2**19
 BIGINT_MAX = 2**63 - 1
 INTEGER_MAX = 2**31 - 1
 STATUSES = "one of pending, running, completed, failed"
@@ -100,6 +104,7 @@ def accepted(
         "records_processed": document.get("records_processed"),
         "error_message": document.get("error_message"),
         "attempt": document.get("attempt", 1),
+        "run_attempt": document.get("run_attempt", 1),
         "attributes": document.get("attributes"),
     }
     raw = encode(document, escaped=escaped) if line is None else line
@@ -118,12 +123,12 @@ def valid_line(name: str, **fields: Any) -> bytes:
     return encode(event(name, **fields))
 
 
-def _ten_mb_error() -> str:
+def _half_mb_error() -> str:
     unit = "Traceback: ValueError 'é€😀'; drop table raw.run_events; -- \\ \t\n"
-    return unit * (TEN_MB // len(unit.encode()))
+    return unit * (HALF_MB // len(unit.encode()))
 
 
-BIG_ERROR = _ten_mb_error()
+BIG_ERROR = _half_mb_error()
 SQL_RUN = f"sql-run {SQL}"
 PLACEHOLDER_RUN = "%s %(run_key)s {0} $1 :name ?"
 BOM = b"\xef\xbb\xbf"
@@ -194,8 +199,8 @@ CASES: tuple[Case, ...] = (
     bad("run_key-number", {"run_key": 17}, "run_key: expected a string, got number"),
     bad("run_key-empty", {"run_key": ""}, "run_key: must be 1 to 200 characters, got 0"),
     bad("run_key-201-chars", {"run_key": "r" * 201}, "run_key: must be 1 to 200 characters"),
-    bad("run_key-10-mb", {"run_key": "r" * TEN_MB}, f"run_key: must be 1 to 200 characters, "
-        f"got {TEN_MB}"),
+    bad("run_key-half-mb", {"run_key": "r" * HALF_MB}, f"run_key: must be 1 to 200 characters, "
+        f"got {HALF_MB}"),
     bad("pipeline_id-string", {"pipeline_id": "1"}, 'pipeline_id: expected an integer, got str'),
     bad("pipeline_id-float", {"pipeline_id": 1.5}, "pipeline_id: expected an integer, got num"),
     bad("pipeline_id-zero", {"pipeline_id": 0}, "pipeline_id: 0 is out of range"),
@@ -211,8 +216,9 @@ CASES: tuple[Case, ...] = (
     bad("pipeline_name-201-emoji", {"run_key": "emoji-run", "pipeline_name": "😀" * 201},
         "pipeline_name: must be 1 to 200 characters, got 201"),
     accepted("pipeline_name-200-emoji", {"run_key": "emoji-run", "pipeline_name": "😀" * 200}),
-    bad("pipeline_name-missing-for-a-new-run", {"run_key": "never-named"},
-        "pipeline_name: required, run_key 'never-named' is a new run"),
+    Case("pipeline_name-missing-for-a-new-run",
+         encode(event("pipeline_name-missing-for-a-new-run", run_key="never-named"), escaped=True),
+         PARKED),
     bad("pipeline_name-differs-and-looks-like-sql", {"pipeline_name": SQL},
         "differs from 'hostile_pipeline', the name this run was registered with"),
     # ---- stage_name
@@ -276,7 +282,7 @@ CASES: tuple[Case, ...] = (
     # ---- error_message: a string, stored up to 8 KiB, the full text in attributes
     bad("error_message-number", {"error_message": 404}, "error_message: expected a string"),
     bad("error_message-array", {"error_message": ["boom"]}, "error_message: expected a string"),
-    accepted("error_message-10-mb", {"status": "failed", "error_message": BIG_ERROR},
+    accepted("error_message-half-mb", {"status": "failed", "error_message": BIG_ERROR},
              error_message=BIG_ERROR.encode()[:ERROR_LIMIT_BYTES].decode("utf-8", "ignore"),
              attributes={"error_message_full": BIG_ERROR}),
     # ---- attempt: an integer from 1 to the integer maximum
@@ -287,6 +293,21 @@ CASES: tuple[Case, ...] = (
     bad("attempt-boolean", {"attempt": False}, "attempt: expected an integer, got boolean"),
     bad("attempt-string", {"attempt": "2"}, "attempt: expected an integer, got string"),
     accepted("attempt-integer-max", {"attempt": INTEGER_MAX, "stage_name": "retried"}),
+    # ---- run_attempt: an integer from 1 to the integer maximum, on any event
+    bad("run_attempt-zero", {"run_attempt": 0},
+        f"run_attempt: 0 is out of range (1 to {INTEGER_MAX})"),
+    bad("run_attempt-negative", {"run_attempt": -2}, "run_attempt: -2 is out of range"),
+    bad("run_attempt-over-integer", {"run_attempt": INTEGER_MAX + 1},
+        "run_attempt: 2147483648 is out of"),
+    bad("run_attempt-float", {"run_attempt": 2.0},
+        "run_attempt: expected an integer, got number 2.0"),
+    bad("run_attempt-boolean", {"run_attempt": True},
+        "run_attempt: expected an integer, got boolean"),
+    bad("run_attempt-string", {"run_attempt": "2"}, "run_attempt: expected an integer, got string"),
+    bad("run_attempt-array", {"run_attempt": [2]},
+        "run_attempt: expected an integer, got array"),
+    accepted("run_attempt-integer-max", {"run_attempt": INTEGER_MAX}),
+    accepted("run_attempt-of-a-stage", {"run_attempt": 2, "attempt": 1, "stage_name": "rerun"}),
     # ---- attributes: a JSON object of at most 64 levels
     bad("attributes-string", {"attributes": "host=a"}, "attributes: expected a JSON object"),
     bad("attributes-array", {"attributes": [1]}, "attributes: expected a JSON object, got array"),
@@ -304,7 +325,7 @@ CASES: tuple[Case, ...] = (
     bad("unknown-field", {"colour": "red"}, "colour: unknown field"),
     bad("unknown-field-camel-case", {"pipelineName": "p"}, "pipelineName: unknown field"),
     bad("unknown-field-empty-key", {"": 1}, "'': unknown field"),
-    bad("unknown-field-1-mb-key", {"k" * 2**20: 1}, "'kkkkkkkkkk"),
+    bad("unknown-field-half-mb-key", {"k" * HALF_MB: 1}, "'kkkkkkkkkk"),
     bad("unknown-field-looks-like-sql", {SQL: 1}, f'"{SQL}": unknown field'),
     # ---- not an object
     bad("array-of-an-event", b"[" + valid_line("in-array") + b"]", "expected a JSON object, "

@@ -6,7 +6,7 @@
 -- noqa: disable=RF02
 insert into raw.run_events (
     event_id, pipeline_id, stage_id, status, event_time,
-    records_processed, error_message, attempt, attributes
+    records_processed, error_message, attempt, run_attempt, attributes
 )
 select
     %(event_id)s,
@@ -17,6 +17,7 @@ select
     %(records_processed)s,
     %(error_message)s,
     %(attempt)s,
+    %(run_attempt)s,
     %(attributes)s::jsonb
 from raw.runs
 left join raw.stages
@@ -38,6 +39,4 @@ where
     )
     and (%(stage_name)s::text is null) = (stages.stage_id is null)
     and runs.pruned_at is null
--- Held until commit, as in lock_runs.sql: a concurrent prune waits for it.
-for share of runs
 on conflict (event_id) do nothing

@@ -6,6 +6,7 @@ select distinct
 from incoming_events as incoming
 where
     incoming.rejection is null
+    and not incoming.is_parked
     and incoming.stage_name is not null
     and not exists (
         select from raw.stages

@@ -1,6 +1,5 @@
--- Before registration (final false) an unresolved run_key may still be a new
--- run; after it, an unresolved run_key had no pipeline_name anywhere in the
--- batch.
+-- Runs before registration and again after it. An unresolved run_key is left
+-- alone: it may be a new run (registered next) or one to park.
 update incoming_events
 set
     rejection = case
@@ -10,10 +9,6 @@ set
             then
                 'pipeline_id: ' || pipeline_id || ' does not match run_key '
                 || quote_literal(run_key) || ', a new run'
-        when registered_name is null and %(final)s
-            then
-                'pipeline_name: required, run_key ' || quote_literal(run_key)
-                || ' is a new run and nothing in its batch names its pipeline'
         when pruned_at is not null
             then
                 'pipeline_id: run ' || pipeline_id || ' was pruned at '

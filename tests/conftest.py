@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from loader import Ledger, Settings
+from loader import Ledger, Settings, embedded
 from loader.connection import Connection, connect, drop_database, recreate_database, resolve
 from loader.roles import create_roles
 from loader.schema import create_raw_schema
@@ -67,6 +67,16 @@ def ledger(database: Settings, db: Connection) -> Iterator[Ledger]:
     """The API's entry point on this module's (emptied) database."""
     with Ledger(database) as handle:
         yield handle
+
+
+@pytest.fixture(scope="module")
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This module's own embedded server (its data folder), for tests that stop and start it;
+    `tests.support.own_server.fresh_database` makes databases on it."""
+    data_dir = tmp_path_factory.mktemp("own-server") / "data"
+    embedded.start(data_dir)
+    yield data_dir
+    embedded.stop(data_dir)
 
 
 @pytest.fixture(scope="module")

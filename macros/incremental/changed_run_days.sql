@@ -9,7 +9,9 @@
         changed_runs.pipeline_name,
         changed_runs.run_date
     from {{ runs_relation }} as changed_runs
-    where {{ loaded_since_previous_build('changed_runs._load_watermark') }}
+    where {{
+        loaded_since_previous_build('changed_runs._load_watermark', 'bigint')
+    }}
     union
     select
         built_days.pipeline_name,
@@ -21,5 +23,7 @@
             and built_days.run_date > changed_runs.run_date
             and built_days.run_date
             <= {{ utc_date('changed_runs.last_event_at') }}
-    where {{ loaded_since_previous_build('changed_runs._load_watermark') }}
+    where {{
+        loaded_since_previous_build('changed_runs._load_watermark', 'bigint')
+    }}
 {%- endmacro %}

@@ -15,14 +15,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from loader import Ledger, RejectedEventsError, Settings, TransientError, embedded
 from loader.connection import connect
@@ -31,6 +30,7 @@ from loader.ingest import ingest_stream
 from loader.spool import Spool, database_folder
 from tests.support import BUILD_LEDGER_TABLES, dbt, query
 from tests.support.gate import Gate
+from tests.support.own_server import fresh_database
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 STAGES = ("extract", "transform", "load")
@@ -45,28 +45,6 @@ TABLES_SQL = {
     " inner join public.pipelines as runs on stages.pipeline_id = runs.id"
     " order by runs.run_key, stages.stage_name",
 }
-
-
-@pytest.fixture(scope="module")
-def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("outage-server") / "data"
-    embedded.start(data_dir)
-    yield data_dir
-    embedded.stop(data_dir)
-
-
-def fresh_database(server_dir: Path, name: str, spool_dir: Path) -> Settings:
-    """A new database on the module's own server, reached by socket, never auto-started."""
-    address = embedded.start(server_dir)
-    admin = Settings(host=str(address.socket_dir), port=address.port, dbname="postgres")
-    with connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return dataclasses.replace(
-        admin, dbname=name, spool_dir=spool_dir, connect_timeout=2, statement_timeout=20
-    )
 
 
 def at(minutes: float) -> datetime:

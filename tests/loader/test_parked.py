@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,14 +150,6 @@ def test_the_parked_command_lists_what_waits_escaped(database: Settings, db: Con
     [header, row] = result.stdout.splitlines()
     assert header.split("\t")[:2] == ["run_key", "events"]
     assert row.split("\t")[:2] == ["evil\\x1b[31m\\nkey", "2"]
-
-
-@pytest.fixture(scope="module")
-def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("parked-server") / "data"
-    embedded.start(data_dir)
-    yield data_dir
-    embedded.stop(data_dir)
 
 
 def ledger_cli(settings: Settings, *args: str) -> str:

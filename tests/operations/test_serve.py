@@ -43,14 +43,6 @@ TOKEN = "s3cret-token"
 LIMIT = 64 * 1024  # LEDGER_MAX_LINE_BYTES for these tests
 
 
-@pytest.fixture(scope="module")
-def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("serve-server") / "data"
-    embedded.start(data_dir)
-    yield data_dir
-    embedded.stop(data_dir)
-
-
 @contextmanager
 def collector(settings: Settings, *args: str, **env: str) -> Iterator[str]:
     """Run `ledger serve` on a free port; yield its base URL."""

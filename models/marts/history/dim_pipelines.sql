@@ -16,7 +16,7 @@ final as (
     select
         coalesce(catalog.pipeline_name, recorded_pipelines.pipeline_name)
             as pipeline_name,
-        coalesce(catalog.owner, '{{ var("default_owner") }}')
+        coalesce(catalog.owner, {{ string_literal(var('default_owner')) }})
             as owner, -- noqa: RF04
         catalog.expected_stages,
         coalesce(

@@ -42,8 +42,7 @@ failures as (
 signed_failures as (
     select
         *,
-        coalesce({{ error_signature('error_message') }}, '<no message>')
-            as error_signature
+        {{ error_signature('error_message') }} as error_signature
     from failures
 ),
 
@@ -55,8 +54,15 @@ daily_reasons as (
         error_signature,
         count(*) as failures,
         count(distinct pipeline_id) as runs_affected,
-        (array_agg(error_message order by completed_at desc))[1]
-            as sample_error_message,
+        {# The latest; ties (runs that failed at the same moment) by the
+            later run, then by message: the same sample in every build. #}
+        (array_agg(
+            error_message
+            order by
+                completed_at desc,
+                pipeline_id desc,
+                error_message collate "C" desc
+        ))[1] as sample_error_message,
         min(completed_at) as first_seen_at,
         max(completed_at) as last_seen_at
     from signed_failures
@@ -80,7 +86,7 @@ final as (
         daily_reasons.sample_error_message,
         daily_reasons.first_seen_at,
         daily_reasons.last_seen_at,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from days
     left join daily_reasons
         on

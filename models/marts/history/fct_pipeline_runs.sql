@@ -5,6 +5,7 @@
         {'columns': ['pipeline_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
         {'columns': ['pipeline_name', 'created_at']},
+        {'columns': ['pipeline_name', 'completed_at']},
         {'columns': ['completed_at']},
         {'columns': ['_load_watermark']},
     ],
@@ -132,7 +133,7 @@ final as (
             - make_interval(mins => dim_pipelines.stale_after_minutes),
             false
         ) as is_stale,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from timed_runs
     inner join dim_pipelines
         on timed_runs.pipeline_name = dim_pipelines.pipeline_name

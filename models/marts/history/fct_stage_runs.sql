@@ -16,7 +16,7 @@ with
 runs as (
     select * from {{ ref('fct_pipeline_runs') }}
     {% if is_incremental() %}
-        where {{ loaded_since_previous_build('_load_watermark') }}
+        where {{ loaded_since_previous_build('_load_watermark', 'bigint') }}
     {% endif %}
 ),
 
@@ -73,7 +73,7 @@ final as (
                     / timed_stages.duration_seconds
         end as records_per_second,
         timed_stages.error_message,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from timed_stages
     inner join runs
         on timed_stages.pipeline_id = runs.pipeline_id

@@ -46,7 +46,7 @@ final as (
         daily_runs.duration_p50_seconds,
         daily_runs.duration_p95_seconds,
         daily_runs.duration_max_seconds,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from days
     left join daily_runs
         on

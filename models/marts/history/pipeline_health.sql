@@ -35,22 +35,29 @@ latest_runs as (
     ) as latest_run
 ),
 
-{# "Latest" is by created_at, the order the failure streak counts in. #}
+{# The last success is the latest to finish: by completed_at, ties by
+    created_at (then id), the order the failure streak counts in. With
+    overlapping runs, a run created later may finish earlier. #}
 last_successes as (
     select
         dim_pipelines.pipeline_name,
+        last_success.pipeline_id,
         last_success.created_at,
         last_success.completed_at
     from dim_pipelines
     cross join lateral (
         select
+            runs.pipeline_id,
             runs.created_at,
             runs.completed_at
         from runs
         where
             runs.pipeline_name = dim_pipelines.pipeline_name
             and runs.status = 'completed'
-        order by runs.created_at desc, runs.pipeline_id desc
+        order by
+            runs.completed_at desc,
+            runs.created_at desc,
+            runs.pipeline_id desc
         limit 1
     ) as last_success
 ),
@@ -92,8 +99,9 @@ open_summaries as (
     group by pipeline_name
 ),
 
-{# Failed runs since the last completed one, in created_at order; runs still
-    open neither extend nor break the streak. #}
+{# Failed runs finished after the last success, in completed_at order (ties
+    by created_at, then id); runs still open neither extend nor break the
+    streak. #}
 failure_streaks as (
     select
         dim_pipelines.pipeline_name,
@@ -108,8 +116,16 @@ failure_streaks as (
             runs.pipeline_name = dim_pipelines.pipeline_name
             and runs.status = 'failed'
             {# coalesce, not "is null or": a range the index can bound. #}
-            and runs.created_at
-            > coalesce(last_successes.created_at, '-infinity'::timestamptz)
+            and runs.completed_at >= coalesce(
+                last_successes.completed_at, '-infinity'::timestamptz
+            )
+            and (runs.completed_at, runs.created_at, runs.pipeline_id) > (
+                coalesce(
+                    last_successes.completed_at, '-infinity'::timestamptz
+                ),
+                coalesce(last_successes.created_at, '-infinity'::timestamptz),
+                coalesce(last_successes.pipeline_id, 0)
+            )
     ) as streak
 ),
 

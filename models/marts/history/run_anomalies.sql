@@ -51,7 +51,7 @@ all_measurements as not materialized (
             min(created_at) as rescored_from
         from {{ ref('fct_pipeline_runs') }}
         where
-            {{ loaded_since_previous_build('_load_watermark') }}
+            {{ loaded_since_previous_build('_load_watermark', 'bigint') }}
             and completed_at is not null
         group by pipeline_name
     ),
@@ -150,7 +150,7 @@ anomalies as (
         case
             when measured_value > baseline_mean then 'high' else 'low'
         end as direction,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from scored
     where
         abs(z_score) >= {{ var('anomaly_z_threshold') }}
@@ -186,7 +186,7 @@ anomalies as (
             null::integer as baseline_runs,
             null::double precision as z_score,
             null::text as direction,
-            {{ current_load_watermark() }} as _load_watermark
+            {{ current_load_watermark('bigint') }} as _load_watermark
         from baseline_starts
         cross join lateral (
             select

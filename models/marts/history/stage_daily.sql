@@ -51,7 +51,7 @@ final as (
         daily_stages.duration_p50_seconds,
         daily_stages.duration_p95_seconds,
         daily_stages.duration_max_seconds,
-        {{ current_load_watermark() }} as _load_watermark
+        {{ current_load_watermark('bigint') }} as _load_watermark
     from days
     left join daily_stages
         on

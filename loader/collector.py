@@ -39,7 +39,7 @@ from loader.connection import database_errors
 from loader.contract import derived_event_id, new_event_id
 from loader.delivery import Delivery, backoff_for
 from loader.errors import BadEventError, LedgerError, TransientError
-from loader.events import document_bytes, parse_event
+from loader.events import decode_document, document_bytes, parse_event
 from loader.openlineage import is_run_event
 from loader.schema import create_raw_schema
 from loader.settings import Settings
@@ -241,7 +241,7 @@ def _text(body: bytes) -> str:
 
 def _decode(text: str, what: str) -> Any:
     try:
-        return _DECODER.decode(text)
+        return decode_document(text)
     except json.JSONDecodeError as error:
         message = error.msg.removesuffix(" at")
         raise RequestError(
@@ -294,20 +294,6 @@ def _json_bytes(value: object) -> bytes:
         return json.dumps(value).encode()
     except (ValueError, RecursionError):
         return repr(value)[:1024].encode()
-
-
-def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) < len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise BadEventError(None, f"duplicate key {fields.shorten(repr(key[:60]))}")
-            seen.add(key)
-    return document
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicate_keys)
 
 
 # ---- group commit -------------------------------------------------------------------------

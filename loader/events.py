@@ -26,7 +26,7 @@ def parse_line(line: bytes) -> Event:
     try:
         if text.startswith("\ufeff"):  # json.loads checks this; a decoder's decode does not
             raise json.JSONDecodeError("Unexpected UTF-8 BOM", text, 0)
-        document = _DECODER.decode(text)
+        document = decode_document(text)
     except json.JSONDecodeError as error:
         message = error.msg.removesuffix(" at")  # "Invalid control character at"
         raise BadEventError(None, f"not valid JSON ({message} at column {error.colno})") from None
@@ -50,6 +50,15 @@ def parse_event(document: object) -> Event:
     if is_run_event(document):
         return parse_run_event(document)
     return parse_native_event(document)
+
+
+def decode_document(text: str) -> object:
+    """Decode JSON text; a key given twice in an object raises BadEventError.
+
+    Raises what the standard decoder raises otherwise (JSONDecodeError, RecursionError,
+    ValueError for an integer too long to convert): callers word the reason.
+    """
+    return _DECODER.decode(text)
 
 
 def document_bytes(document: Mapping[str, Any]) -> bytes:

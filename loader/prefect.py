@@ -34,10 +34,10 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect import Flow, Task
+from prefect._internal.result_records import ResultRecord
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.results import ResultRecord
 from prefect.task_runners import TaskRunner
 
 from loader.api import Ledger, Run, error_text, stack_trace
@@ -166,7 +166,9 @@ class _FlowHooks:
                 if previous.stage is None:
                     previous.run.failed(error, at=at)
                 else:
-                    _stage_record(previous.run, previous.stage, previous.attempt, "failed", at, error)
+                    _stage_record(
+                        previous.run, previous.stage, previous.attempt, "failed", at, error
+                    )
             if flow_run.parent_task_run_id is None:
                 run = self.ledger.start_run(
                     self.pipeline_name,
@@ -311,7 +313,7 @@ class _TaskHooks:
         )
 
 
-class ledger_flow(_Options):  # noqa: N801  # used like a function: @flow(**ledger_flow(...))
+class ledger_flow(_Options):  # used like a function: @flow(**ledger_flow(...))
     """Record a Prefect flow's runs as runs of `pipeline_name`, with planned `stages`.
 
     `@flow(**ledger_flow("daily_sales", stages=STAGES))`, or `@ledger_flow(...)` above
@@ -337,13 +339,13 @@ class ledger_flow(_Options):  # noqa: N801  # used like a function: @flow(**ledg
 
     def __call__(self, flow: F) -> F:
         """Return the flow with the ledger's hooks added to its own."""
-        hooks = {
+        hooks: dict[str, Any] = {
             name: [*getattr(flow, f"{name}_hooks"), hook] for name, hook in self._ours().items()
         }
-        return flow.with_options(**self._options, **hooks)  # type: ignore[no-any-return]
+        return flow.with_options(**self._options, **hooks)  # type: ignore[return-value]
 
 
-class ledger_task(_Options):  # noqa: N801  # used like a function: @task(**ledger_task(...))
+class ledger_task(_Options):  # used like a function: @task(**ledger_task(...))
     """Record a Prefect task's runs as stage `stage_name` (default: the task's name).
 
     `@task(retries=2, **ledger_task("Data Ingestion"))`, or `@ledger_task(...)` above
@@ -356,23 +358,23 @@ class ledger_task(_Options):  # noqa: N801  # used like a function: @task(**ledg
     def __init__(self, stage_name: str | None = None, **options: Any) -> None:
         super().__init__(options)
         self.stage_name = stage_name
+        self.hooks = _TaskHooks(stage_name, self._options.get("retry_condition_fn"))
 
     def _ours(self) -> dict[str, Any]:
-        hooks = _TaskHooks(self.stage_name, self._options.get("retry_condition_fn"))
         return {
-            **{name: getattr(hooks, name) for name in self._HOOKS},
-            "retry_condition_fn": hooks.retry_condition_fn,
+            **{name: getattr(self.hooks, name) for name in self._HOOKS},
+            "retry_condition_fn": self.hooks.retry_condition_fn,
         }
 
     def __call__(self, task: T) -> T:
         """Return the task with the ledger's hooks added to its own."""
         options = {key: value for key, value in self._options.items() if key != "name"}
         hooks = _TaskHooks(self.stage_name, task.retry_condition_fn)
-        keywords = {
+        keywords: dict[str, Any] = {
             name: [*getattr(task, f"{name}_hooks"), getattr(hooks, name)] for name in self._HOOKS
         }
         keywords["retry_condition_fn"] = hooks.retry_condition_fn
-        return task.with_options(**options, **keywords)  # type: ignore[no-any-return]
+        return task.with_options(**options, **keywords)  # type: ignore[return-value]
 
 
 class _NumberingRunner(TaskRunner[Any]):
@@ -384,8 +386,8 @@ class _NumberingRunner(TaskRunner[Any]):
     """
 
     def __init__(self, inner: TaskRunner[Any]) -> None:
-        super().__init__()
-        self.inner = inner
+        self.inner = inner  # first: TaskRunner's __init__ reads `name`
+        super().__init__()  # type: ignore[no-untyped-call]
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
 
@@ -396,7 +398,7 @@ class _NumberingRunner(TaskRunner[Any]):
     def duplicate(self) -> _NumberingRunner:
         return _NumberingRunner(self.inner.duplicate())
 
-    def submit(  # type: ignore[override]
+    def submit(
         self,
         task: Task[Any, Any],
         parameters: dict[str, Any],
@@ -433,7 +435,9 @@ class _NumberingRunner(TaskRunner[Any]):
 
         def swap(hooks: list[Hook]) -> list[Hook]:
             return [
-                getattr(numbered, hook.__name__) if getattr(hook, "__self__", None) is ours else hook
+                getattr(numbered, hook.__name__)
+                if getattr(hook, "__self__", None) is ours
+                else hook
                 for hook in hooks
             ]
 
@@ -453,7 +457,7 @@ def _task_hooks(task: Task[Any, Any]) -> _TaskHooks | None:
     return None
 
 
-def _stage_record(
+def _stage_record(  # noqa: PLR0917  # the event's fields, in the contract's order
     run: Run,
     name: str,
     attempt: int,

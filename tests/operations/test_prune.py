@@ -6,17 +6,30 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loader import ConfigurationError, Ledger, RejectedEventsError
+from loader import ConfigurationError, Ledger, RejectedEventsError, Settings, embedded
 from loader.prune import prune
 from tests.support import query
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CUTOFF = T0 + timedelta(days=30)
 PIPELINES_SQL = "select * from public.pipelines order by id"
+
+
+@pytest.fixture(scope="module")
+def server(server_dir: Path) -> Settings:
+    """A server of this module's own, in place of the suite's shared one.
+
+    Prune compares the events' loading transactions with the builds' snapshot xmin, which
+    an open transaction anywhere on the server holds back: another module's long
+    transaction would make these runs look unbuilt.
+    """
+    address = embedded.start(server_dir)
+    return Settings(host=str(address.socket_dir), port=address.port)
 
 
 def finished_run(ledger: Ledger, key: str, day: int, status: str = "completed") -> None:

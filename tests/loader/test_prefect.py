@@ -1,0 +1,326 @@
+"""loader.prefect against a real Prefect 3: what the ledger derives equals Prefect's own record.
+
+Prefect runs with its ephemeral API in this process (PREFECT_HOME in a temporary folder,
+no PREFECT_API_URL); the flows below are what a user writes, with the two lines. After
+each flow, `dbt run` builds pipelines and pipeline_stages, and these are compared with the
+flow and task runs read back through Prefect's client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+# Prefect reads its settings at import: a private home, the ephemeral API, quiet logs.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
+os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"
+os.environ["PREFECT_LOGGING_SERVER_LEVEL"] = "CRITICAL"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+
+import pytest
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+
+from loader import Ledger, Settings
+from loader.connection import Connection
+from loader.prefect import ledger_flow, ledger_task, records
+from tests.conftest import RunDbt
+from tests.support import BUILD_LEDGER_TABLES, query
+
+# Prefect's own client leaves a socket of its ephemeral API to the garbage collector.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+STAGES = ["Data Ingestion", "Spark Processing", "Data Export"]
+TOLERANCE = timedelta(milliseconds=5)
+
+
+@pytest.fixture(scope="module")
+def ledger(database: Settings) -> Iterator[Ledger]:
+    with Ledger(database) as handle:
+        yield handle
+
+
+def derived(conn: Connection, run_dbt: RunDbt, run_key: str) -> dict[str, Any]:
+    run_dbt(*BUILD_LEDGER_TABLES)
+    (run,) = query(conn, "select * from public.pipelines where run_key = %s", [run_key])
+    stages = query(
+        conn,
+        "select * from public.pipeline_stages where pipeline_id = %s order by stage_name",
+        [run["id"]],
+    )
+    return {"run": run, "stages": {stage["stage_name"]: stage for stage in stages}}
+
+
+def prefect_record(flow_run_id: UUID) -> dict[str, Any]:
+    """The root flow run, its subflows and every task run, as Prefect's API has them."""
+    with get_client(sync_client=True) as client:
+        root = client.read_flow_run(flow_run_id)
+        own = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
+        own_ids = {run.id for run in own}
+        subflows = [run for run in client.read_flow_runs() if run.parent_task_run_id in own_ids]
+        inner = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [run.id for run in subflows] or [root.id]})
+        )
+        # A subflow shows in its parent as a task run of its own name: not a task.
+        tracking = {run.parent_task_run_id for run in subflows}
+        task_runs = [
+            run for run in {r.id: r for r in [*own, *inner]}.values() if run.id not in tracking
+        ]
+        states = {run.id: client.read_task_run_states(run.id) for run in task_runs}
+    return {"root": root, "subflows": subflows, "tasks": task_runs, "states": states}
+
+
+def close(a: datetime | None, b: datetime | None) -> bool:
+    assert a is not None
+    assert b is not None
+    return abs(a - b) <= TOLERANCE
+
+
+def wait_for_task_runs(flow_run_id: UUID, count: int) -> dict[str, Any]:
+    """Prefect records task runs from events, a moment after the flow returns."""
+    for _ in range(100):
+        record = prefect_record(flow_run_id)
+        finished = [run for run in record["tasks"] if run.state and run.state.is_final()]
+        if len(finished) >= count:
+            return record
+        asyncio.run(asyncio.sleep(0.1))
+    raise AssertionError(f"Prefect recorded {len(finished)} of {count} task runs")
+
+
+ATTEMPTS: dict[str, int] = {}
+
+
+@task(**ledger_task("Data Ingestion"))
+def ingest(partition: int) -> int:
+    return 1000 + partition
+
+
+@task(retries=2, **ledger_task("Spark Processing"))
+def spark(rows: int, fail_first: bool) -> int:
+    ATTEMPTS["spark"] = ATTEMPTS.get("spark", 0) + 1
+    if fail_first and ATTEMPTS["spark"] == 1:
+        raise MemoryError("executor lost")
+    return rows
+
+
+@task(**ledger_task("Data Export"))
+def export(rows: int) -> str:
+    records(rows)
+    return "s3://bucket/daily.parquet"
+
+
+@flow(**ledger_flow("daily_sales_publish"))
+def publish(rows: int) -> int:
+    export(rows)
+    return rows
+
+
+def test_the_five_stage_flow_equals_prefects_record(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt
+) -> None:
+    ATTEMPTS.clear()
+    tries = {"flow": 0}
+
+    @flow(retries=1, **ledger_flow("daily_sales", stages=STAGES, ledger=ledger))
+    def daily_sales() -> int:
+        tries["flow"] += 1
+        if tries["flow"] == 1:
+            raise RuntimeError("upstream not ready")
+        parts = [ingest.submit(partition) for partition in range(3)]
+        rows = sum(part.result() for part in parts)
+        rows = spark(rows, fail_first=True)
+        return publish(rows)
+
+    state = daily_sales(return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    prefect = wait_for_task_runs(flow_run_id, 5)
+    tables = derived(db, run_dbt, str(flow_run_id))
+    run, stages = tables["run"], tables["stages"]
+
+    root = prefect["root"]
+    assert (run["status"], run["attempts"]) == ("completed", root.run_count) == ("completed", 2)
+    assert close(run["completed_at"], root.end_time)
+    assert run["records_processed"] == 3003
+    assert set(stages) == {
+        "Data Ingestion",  # planned, never run under that name: the fan-out is [0], [1], [2]
+        "Data Ingestion[0]",
+        "Data Ingestion[1]",
+        "Data Ingestion[2]",
+        "Spark Processing",
+        "Data Export",  # planned, ran inside the subflow
+        "publish",  # the subflow: one stage, named by the flow
+        "publish/Data Export",
+    }
+    assert stages["Data Ingestion"]["status"] == "pending"
+    names = {
+        "ingest": "Data Ingestion",
+        "spark": "Spark Processing",
+        "export": "publish/Data Export",
+    }
+    seen = []
+    for task_run in prefect["tasks"]:
+        base = names[task_run.task_key.rsplit("-", 1)[0].rsplit(".", 1)[-1]]
+        if base == "Data Ingestion":
+            # The run that started when Prefect says; it is [n] with n its partition.
+            (stage,) = [
+                s
+                for name, s in stages.items()
+                if name.startswith("Data Ingestion[")
+                and close(s["started_at"], task_run.start_time)
+            ]
+            assert stage["stage_name"] == f"Data Ingestion[{stage['records_processed'] - 1000}]"
+            seen.append(stage["stage_name"])
+        else:
+            stage = stages[base]
+        assert stage["status"] == "completed", stage
+        assert stage["attempts"] == task_run.run_count
+        assert close(stage["started_at"], task_run.start_time)
+        assert close(stage["completed_at"], task_run.end_time)
+    assert sorted(seen) == ["Data Ingestion[0]", "Data Ingestion[1]", "Data Ingestion[2]"]
+    assert stages["Spark Processing"]["attempts"] == 2
+    assert stages["Spark Processing"]["records_processed"] == 3003
+    assert stages["publish/Data Export"]["records_processed"] == 3003
+    (subflow,) = prefect["subflows"]
+    assert stages["publish"]["status"] == "completed"
+    assert close(stages["publish"]["completed_at"], subflow.end_time)
+
+    # Each try's failure is in raw, with Prefect's error text, before the retry.
+    failures = query(
+        db,
+        "select stages.stage_name, events.attempt, events.run_attempt, events.error_message"
+        " from raw.run_events as events left join raw.stages using (stage_id)"
+        " where events.status = 'failed' order by events.event_time",
+    )
+    assert failures == [
+        {
+            "stage_name": None,
+            "attempt": 1,
+            "run_attempt": 1,
+            "error_message": "RuntimeError: upstream not ready",
+        },
+        {
+            "stage_name": "Spark Processing",
+            "attempt": 1,
+            "run_attempt": 2,
+            "error_message": "MemoryError: executor lost",
+        },
+    ]
+
+
+def test_a_flow_failing_in_spark_processing(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt
+) -> None:
+    @task(**ledger_task("Spark Processing"))
+    def spark_fails() -> None:
+        raise ValueError("bad partition 7")
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=ledger))
+    def daily_sales() -> None:
+        ingest(0)
+        spark_fails()
+
+    state = daily_sales(return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    prefect = wait_for_task_runs(flow_run_id, 2)
+    tables = derived(db, run_dbt, str(flow_run_id))
+    run, stages = tables["run"], tables["stages"]
+    assert run["status"] == "failed"
+    assert run["error_message"] == "ValueError: bad partition 7"
+    assert close(run["completed_at"], prefect["root"].end_time)
+    spark_stage = stages["Spark Processing"]
+    assert (spark_stage["status"], spark_stage["error_message"]) == (
+        "failed",
+        "ValueError: bad partition 7",
+    )
+    (spark_run,) = [t for t in prefect["tasks"] if t.state and t.state.is_failed()]
+    assert close(spark_stage["completed_at"], spark_run.end_time)
+    assert stages["Data Ingestion"]["records_processed"] == 1000
+    assert stages["Data Export"]["status"] == "pending"
+
+
+class Crash(BaseException):
+    """Something that is not an Exception: Prefect marks the flow run Crashed."""
+
+
+def test_a_crash_closes_the_stage_that_was_running(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt
+) -> None:
+    @task(**ledger_task("Spark Processing"))
+    def spark_crashes() -> None:
+        raise Crash("killed")
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=ledger))
+    def daily_sales() -> None:
+        ingest(0)
+        spark_crashes()
+
+    with pytest.raises(Crash):
+        daily_sales()
+    with get_client(sync_client=True) as client:
+        (root,) = [r for r in client.read_flow_runs() if r.state and r.state.is_crashed()]
+    tables = derived(db, run_dbt, str(root.id))
+    run, stages = tables["run"], tables["stages"]
+    assert run["status"] == "failed"
+    assert stages["Spark Processing"]["status"] == "failed"  # tasks have no on_crashed
+    assert close(stages["Spark Processing"]["completed_at"], root.state.timestamp)
+
+
+def test_an_async_flow_with_async_tasks(ledger: Ledger, db: Connection, run_dbt: RunDbt) -> None:
+    @task(retries=1, **ledger_task("Data Ingestion"))
+    async def ingest_async() -> int:
+        ATTEMPTS["async"] = ATTEMPTS.get("async", 0) + 1
+        if ATTEMPTS["async"] == 1:
+            raise TimeoutError("source slow")
+        await asyncio.sleep(0)
+        return 42
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=ledger))
+    async def daily_sales() -> int:
+        return await ingest_async()
+
+    state = asyncio.run(daily_sales(return_state=True))  # type: ignore[call-overload]
+    flow_run_id = state.state_details.flow_run_id
+    prefect = wait_for_task_runs(flow_run_id, 1)
+    tables = derived(db, run_dbt, str(flow_run_id))
+    stage = tables["stages"]["Data Ingestion"]
+    (task_run,) = prefect["tasks"]
+    assert (stage["status"], stage["attempts"], stage["records_processed"]) == (
+        "completed",
+        task_run.run_count,
+        42,
+    )
+    assert close(stage["started_at"], task_run.start_time)
+    assert tables["run"]["status"] == "completed"
+
+
+def test_hooks_compose_with_the_users_own(ledger: Ledger) -> None:
+    seen: list[str] = []
+
+    def mine(task_: Any, task_run: Any, state: Any) -> None:
+        seen.append(state.name)
+
+    @ledger_task("Data Export")
+    @task(on_completion=[mine])
+    def exported() -> int:
+        return 1
+
+    @flow(**ledger_flow("compose", ledger=ledger, on_completion=[lambda *_: seen.append("flow")]))
+    def composed() -> None:
+        exported()
+
+    composed()
+    assert seen == ["Completed", "flow"]
+    assert Path(__file__).exists()

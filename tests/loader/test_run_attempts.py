@@ -22,6 +22,8 @@ from loader.settings import Settings
 from tests.loader.test_cli import ledger_cli, ok
 from tests.support import query
 
+pytestmark = pytest.mark.pg15
+
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 EVENTS_SQL = """

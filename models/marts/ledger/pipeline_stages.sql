@@ -39,16 +39,21 @@ stages as (
 {# Window functions only, no self-joins: an incremental build reads a few
     stages' events, and joins between such small sets are planned as nested
     loops that grow with the square of what a late backfill touches. #}
+{# Rule 1: the highest (run_attempt, attempt) pair decides; arrays compare
+    element by element, so max() finds it in one window. A retried flow's
+    tasks count their tries from 1 again: attempt alone would let a try 2 of
+    run attempt 1 outrank the retried flow's try 1. #}
 events_in_stage as (
     select
         stage_id,
         event_id,
+        run_attempt,
         attempt,
         status,
         event_time,
         records_processed,
         error_message,
-        max(attempt) over whole_stage as attempts,
+        max(array[run_attempt, attempt]) over whole_stage as deciding_pair,
         min(event_time) filter (where status = 'running') over whole_stage
             as started_at,
         max(event_time) over whole_stage as last_event_at
@@ -56,8 +61,8 @@ events_in_stage as (
     window whole_stage as (partition by stage_id)
 ),
 
-{# Rule 4: only the final attempt decides; records_until_here is the
-    largest count reported up to each event, in rule 2's order. #}
+{# Only the deciding pair's events count; records_until_here is the
+    largest count reported up to each event, in rule 2's order (rule 4). #}
 final_attempt_events as (
     select
         *,
@@ -69,7 +74,7 @@ final_attempt_events as (
             in_order rows between unbounded preceding and current row
         ) as records_until_here
     from events_in_stage
-    where attempt = attempts
+    where array[run_attempt, attempt] = deciding_pair
     window in_order as ({{ event_order_window('stage_id') }})
 ),
 
@@ -113,7 +118,8 @@ final as (
         case
             when deciding_events.is_terminal then deciding_events.event_time
         end as completed_at,
-        deciding_events.attempts,
+        deciding_events.attempt as attempts,
+        deciding_events.run_attempt,
         deciding_events.last_event_at,
         {{ current_load_watermark() }} as _load_watermark
     from deciding_events

@@ -44,15 +44,43 @@ pipeline_stages as (
     {% endif %}
 ),
 
+{# Rule 2's times span every attempt of the run; attempts is its highest
+    run_attempt, stage events included. #}
 run_summaries as (
     select
         pipeline_id,
         min(event_time) as created_at,
         max(event_time) as last_event_at,
+        max(run_attempt) as attempts
+    from run_events
+    group by pipeline_id
+),
+
+{# Only the highest run attempt decides the status, completed_at, records
+    and error: a flow retried under the same run key re-opens its run. #}
+latest_attempt_events as (
+    select
+        run_events.pipeline_id,
+        run_events.stage_id,
+        run_events.event_id,
+        run_events.status,
+        run_events.event_time,
+        run_events.records_processed,
+        run_events.error_message
+    from run_events
+    inner join run_summaries
+        on
+            run_events.pipeline_id = run_summaries.pipeline_id
+            and run_events.run_attempt = run_summaries.attempts
+),
+
+latest_attempt_activity as (
+    select
+        pipeline_id,
         bool_or(stage_id is null and status = 'running') as has_running_event,
         bool_or(stage_id is not null and status != 'pending')
             as has_active_stage_event
-    from run_events
+    from latest_attempt_events
     group by pipeline_id
 ),
 
@@ -64,7 +92,7 @@ run_level_events_ordered as (
         records_processed,
         error_message,
         {{ event_order('pipeline_id') }} as event_order
-    from run_events
+    from latest_attempt_events
     where stage_id is null
 ),
 
@@ -80,11 +108,23 @@ final_terminal_events as (
     order by pipeline_id, event_order
 ),
 
+{# Rules 3 and 4 fall back on stages only of the run's highest attempt: a
+    stage whose deciding events belong to an earlier run attempt was not
+    part of the attempt that decided the run. #}
+latest_attempt_stages as (
+    select pipeline_stages.*
+    from pipeline_stages
+    inner join run_summaries
+        on
+            pipeline_stages.pipeline_id = run_summaries.pipeline_id
+            and pipeline_stages.run_attempt = run_summaries.attempts
+),
+
 last_completed_stages as (
     select distinct on (pipeline_id)
         pipeline_id,
         records_processed
-    from pipeline_stages
+    from latest_attempt_stages
     where completed_at is not null
     order by
         pipeline_id asc,
@@ -96,7 +136,7 @@ first_failed_stages as (
     select distinct on (pipeline_id)
         pipeline_id,
         stage_name || ': ' || error_message as error_message
-    from pipeline_stages
+    from latest_attempt_stages
     where status = 'failed'
     order by pipeline_id, completed_at, stage_name collate "C"
 ),
@@ -108,8 +148,8 @@ final as (
             when final_terminal_events.status is not null
                 then final_terminal_events.status
             when
-                run_summaries.has_running_event
-                or run_summaries.has_active_stage_event
+                latest_attempt_activity.has_running_event
+                or latest_attempt_activity.has_active_stage_event
                 then 'running'
             else 'pending'
         end as status,
@@ -131,10 +171,13 @@ final as (
         runs.pipeline_name,
         runs.run_key,
         run_summaries.last_event_at,
+        run_summaries.attempts,
         {{ current_load_watermark() }} as _load_watermark
     from run_summaries
     inner join runs
         on run_summaries.pipeline_id = runs.pipeline_id
+    inner join latest_attempt_activity
+        on run_summaries.pipeline_id = latest_attempt_activity.pipeline_id
     left join final_terminal_events
         on run_summaries.pipeline_id = final_terminal_events.pipeline_id
     left join last_completed_stages

@@ -18,6 +18,7 @@ selected_columns as (
         records_processed,
         error_message,
         attempt,
+        run_attempt,
         attributes,
         loaded_at,
         load_xid

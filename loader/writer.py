@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg import sql
+from psycopg import pq, sql
 
 from loader.batch import Candidate, LoadResult, Rejection
 from loader.connection import Connection
@@ -57,6 +57,23 @@ _CREATE_INCOMING = sql.SQL(
     )
 )
 _COPY_INCOMING = sql.SQL("copy incoming_events ({}) from stdin").format(_INCOMING_NAMES)
+# A small batch as the relation `incoming` of the resolved path: one array per column.
+# Composed once, to text: a job's call runs it, and psycopg prepares it by its text.
+_INSERT_RESOLVED = sql.Composed(
+    [
+        sql.SQL("with incoming as (select * from unnest({}) as incoming ({}))\n").format(
+            sql.SQL(", ").join(
+                sql.SQL("{}::{}[]").format(
+                    sql.Placeholder(name), sql.SQL(column_type.removesuffix(" not null"))
+                )
+                for name, column_type in INCOMING_COLUMNS.items()
+            ),
+            _INCOMING_NAMES,
+        ),
+        # The file's own `with` list goes on after that first entry.
+        sql.SQL(read_sql("writer/insert_resolved_events").replace("\nwith\n", "\n,\n", 1)),
+    ]
+).as_string()
 _INSERT_INCOMING = sql.SQL("insert into incoming_events ({}) values ({})").format(
     _INCOMING_NAMES, sql.SQL(", ").join(sql.Placeholder() * len(INCOMING_COLUMNS))
 )
@@ -83,8 +100,10 @@ def write_batch(
     """
     if not conn.autocommit:
         raise ValueError("write_batch needs an autocommit connection: each batch commits")
-    if len(candidates) == 1 and not rejections and _insert_resolved(conn, candidates[0].event):
-        return LoadResult(accepted=1)
+    if 0 < len(candidates) <= _PIPELINED_BATCH_LIMIT and not rejections:
+        distinct = len({candidate.event.event_id for candidate in candidates})
+        if _insert_resolved(conn, candidates) == distinct:
+            return LoadResult(accepted=distinct, duplicates=len(candidates) - distinct)
     result = LoadResult(rejections=list(rejections))
     with conn.transaction():
         if candidates:
@@ -186,19 +205,35 @@ def _park(conn: Connection, parked: Sequence[Candidate], source: str) -> None:
         )
 
 
-def _insert_resolved(conn: Connection, event: Event) -> bool:
-    """Try the one-statement path; return whether the event was stored by it.
+def _insert_resolved(conn: Connection, candidates: Sequence[Candidate]) -> int:
+    """Try the resolved path: all of a small batch in one statement, or nothing.
 
-    The run's lock and the insert share a transaction and a single round trip.
+    Return how many events it inserted: all of the batch's distinct events when every
+    one is of a registered run and stage and new, else none (the full path decides).
+    The runs' locks and the insert share a transaction and a single round trip.
     """
-    params = {
-        **dict(zip(INCOMING_COLUMNS, _incoming_row(0, event), strict=True)),
-        "run_lock_space": RUN_LOCK_SPACE,
-    }
-    with conn.pipeline(), conn.transaction():
-        conn.execute(read_sql("writer/lock_resolved_run"), params)
-        inserted = conn.execute(read_sql("writer/insert_resolved_event"), params)
-    return inserted.rowcount == 1
+    columns = zip(
+        *(
+            _incoming_row(position, candidate.event)
+            for position, candidate in enumerate(candidates)
+        ),
+        strict=True,
+    )
+    params: dict[str, object] = dict(zip(INCOMING_COLUMNS, map(list, columns), strict=True))
+    params["run_lock_space"] = RUN_LOCK_SPACE
+    # Plain begin and commit: the four statements go out with a single sync, one round
+    # trip. A failure leaves the transaction aborted: it is rolled back before raising.
+    try:
+        with conn.pipeline():
+            conn.execute("begin")
+            conn.execute(read_sql("writer/lock_resolved_runs"), params)
+            inserted = conn.execute(_INSERT_RESOLVED, params)
+            conn.execute("commit")
+    except BaseException:
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE and not conn.broken:
+            conn.execute("rollback")
+        raise
+    return max(inserted.rowcount, 0)
 
 
 def _incoming_row(position: int, event: Event) -> tuple[object, ...]:

@@ -485,3 +485,22 @@ def test_write_batch_needs_an_autocommit_connection(database: Settings, db: Conn
     with connect(database) as conn, pytest.raises(ValueError, match="autocommit"):
         write_batch(conn, [candidate], source="unit")
     assert stored_events(db) == []
+
+
+def test_a_small_batch_of_known_runs_lands_whole_in_one_statement_or_takes_the_full_path(
+    db: Connection,
+) -> None:
+    """The resolved path inserts all of a small batch or none of it; counts stay exact."""
+    ingest(db, jsonl([event("run-a", pipeline_name="p", stage_name="extract")]))
+    known = [event("run-a", minute=n, stage_name="extract") for n in range(1, 4)]
+    repeated = event("run-a", minute=5)
+
+    landed = ingest(db, jsonl([*known, repeated, repeated]))
+    assert (landed.accepted, landed.duplicates, landed.rejected) == (4, 1, 0)
+
+    stored_again = event("run-a", minute=6)
+    mixed = [stored_again, known[0], event("run-new", pipeline_name="q", stage_name="load")]
+    result = ingest(db, jsonl(mixed))
+
+    assert (result.accepted, result.duplicates, result.rejected) == (2, 1, 0)
+    assert len(stored_events(db)) == 1 + 4 + 2

@@ -65,6 +65,11 @@ _FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
         "select false and %s::text is not null",
     ),
     (
+        # Always run too: replacing a function locks only its own catalog row.
+        re.compile(r"create or replace function (?P<function>\w+\.\w+)"),
+        "select false and %s::text is not null",
+    ),
+    (
         re.compile(r"alter table (?P<table>\w+\.\w+) add column if not exists (?P<column>\w+)"),
         "select exists (select from pg_catalog.pg_attribute"
         " where attrelid = pg_catalog.to_regclass(%s::text) and attname = %s::text"
@@ -77,7 +82,9 @@ _FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
 def _steps() -> tuple[_Step, ...]:
     text = re.sub(r"--[^\n]*", "", read_sql("create_raw_schema"))
     steps = []
-    for statement in (part.strip() for part in text.split(";")):
+    # A semicolon inside a function's $$-quoted body does not end its statement.
+    statements = re.findall(r"(?:\$\$.*?\$\$|[^;$])+", text, flags=re.S)
+    for statement in (part.strip() for part in statements):
         if not statement:
             continue
         for pattern, exists_sql in _FORMS:
@@ -93,7 +100,8 @@ def _steps() -> tuple[_Step, ...]:
         else:
             raise ConfigurationError(
                 "create_raw_schema.sql: init checks the catalog before each statement and"
-                " knows `create schema|table|index if not exists`, `create or replace view`"
+                " knows `create schema|table|index if not exists`, `create or replace"
+                " view|function`"
                 f" and `alter table ... add column if not exists`, not: {statement[:80]!r}"
             )
     return tuple(steps)
@@ -139,9 +147,12 @@ def _set_lock_timeout(conn: Connection, seconds: float) -> None:
 
 
 def raw_schema_exists(conn: Connection) -> bool:
-    """Tell whether the raw schema's newest table is there (so init has run)."""
+    """Tell whether the raw schema's newest object is there (so the latest init has run).
+
+    The newest object is the last statement of create_raw_schema.sql.
+    """
     row = conn.execute(
-        "select pg_catalog.to_regclass('raw.quarantined_events') is not null"
+        "select pg_catalog.to_regprocedure('raw.lock_open_run(bigint, integer)') is not null"
     ).fetchone()
     return bool(row and row[0])
 

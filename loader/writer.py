@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg import pq, sql
+from psycopg import sql
 
 from loader.batch import Candidate, LoadResult, Rejection
 from loader.connection import Connection
@@ -210,7 +210,7 @@ def _insert_resolved(conn: Connection, candidates: Sequence[Candidate]) -> int:
 
     Return how many events it inserted: all of the batch's distinct events when every
     one is of a registered run and stage and new, else none (the full path decides).
-    The runs' locks and the insert share a transaction and a single round trip.
+    One statement in autocommit, runs' locks included: a single round trip.
     """
     columns = zip(
         *(
@@ -221,18 +221,7 @@ def _insert_resolved(conn: Connection, candidates: Sequence[Candidate]) -> int:
     )
     params: dict[str, object] = dict(zip(INCOMING_COLUMNS, map(list, columns), strict=True))
     params["run_lock_space"] = RUN_LOCK_SPACE
-    # Plain begin and commit: the four statements go out with a single sync, one round
-    # trip. A failure leaves the transaction aborted: it is rolled back before raising.
-    try:
-        with conn.pipeline():
-            conn.execute("begin")
-            conn.execute(read_sql("writer/lock_resolved_runs"), params)
-            inserted = conn.execute(_INSERT_RESOLVED, params)
-            conn.execute("commit")
-    except BaseException:
-        if conn.info.transaction_status != pq.TransactionStatus.IDLE and not conn.broken:
-            conn.execute("rollback")
-        raise
+    inserted = conn.execute(_INSERT_RESOLVED, params)
     return max(inserted.rowcount, 0)
 
 

@@ -5,7 +5,8 @@
 -- only when its object is missing (`if not exists` alone still takes the
 -- table's lock, and ADD COLUMN an ACCESS EXCLUSIVE one). So each statement is
 -- one of: create schema|table|index if not exists, alter table ... add column
--- if not exists, create or replace view (always run: it locks only the view).
+-- if not exists, create or replace view|function (always run: each locks only
+-- itself).
 -- loader/schema.py knows these forms and refuses others.
 
 create schema if not exists raw;
@@ -129,3 +130,28 @@ not null default 1 check (run_attempt >= 1);
 
 alter table raw.parked_events add column if not exists run_attempt integer
 not null default 1 check (run_attempt >= 1);
+
+-- A job's event on a registered run takes this in its one insert statement
+-- (loader/sql/writer/insert_resolved_events.sql): the run's shared lock, then
+-- whether the run is still open, read with a snapshot taken after the lock
+-- (a volatile function's statements each take their own): `ledger prune`
+-- holds the same lock exclusively while it closes a run, so the event either
+-- sees the run closed or makes prune wait and see it. Security invoker, with
+-- its own search path: it runs with the loader's rights and nobody's objects.
+create or replace function raw.lock_open_run(
+    run_id bigint, lock_space integer
+) returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pg_advisory_xact_lock_shared(
+        lock_space, mod(run_id, 2147483647)::integer
+    );
+    return exists (
+        select from raw.runs
+        where runs.pipeline_id = run_id and runs.pruned_at is null
+    );
+end
+$$;

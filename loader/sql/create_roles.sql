@@ -99,6 +99,7 @@ grant insert on raw.run_events, raw.quarantined_events to ledger_loader;
 grant select (event_id) on raw.run_events to ledger_loader;
 grant select, insert, delete on raw.parked_events to ledger_loader;
 grant select on raw.parked_runs to ledger_loader;
+grant execute on function raw.lock_open_run(bigint, integer) to ledger_loader;
 
 -- dbt: reads every raw table (sources, freshness) and creates what it builds,
 -- so it owns its views and tables and can replace them on every run.

@@ -4,6 +4,8 @@
 -- events or none: when one needs the full path (a new run or stage, a name
 -- that differs, a pruned run, an event_id already stored), nothing is inserted
 -- and the full path decides the whole batch, so a batch still lands whole.
+-- raw.lock_open_run takes each run's shared lock against `ledger prune` and
+-- reads its prune mark after it (see create_raw_schema.sql): one statement.
 with
 
 resolved as (
@@ -39,7 +41,9 @@ resolved as (
             or runs.pipeline_name = incoming.pipeline_name
         )
         and (incoming.stage_name is null) = (stages.stage_id is null)
-        and runs.pruned_at is null
+        and raw.lock_open_run(
+            runs.pipeline_id, %(run_lock_space)s  -- noqa: RF02
+        )
         and not exists (
             select from raw.run_events as already_stored
             where already_stored.event_id = incoming.event_id

@@ -21,7 +21,14 @@ from loader.ingest import ingest_stream
 from loader.prune import prune
 from loader.report import print_report
 from loader.report_html import write_html_report
-from loader.roles import ROLES, RolesNotPermittedError, create_roles, roles_sql
+from loader.roles import (
+    LOADER,
+    ROLES,
+    RolesNotPermittedError,
+    create_roles,
+    ensure_login,
+    roles_sql,
+)
 from loader.schema import create_raw_schema
 from loader.settings import Settings
 from loader.simulate import simulate
@@ -29,6 +36,8 @@ from loader.superset import DEFAULT_DATABASE_NAME, Target, write_bundle
 from loader.terminal import printable
 
 EXIT_REJECTED = 2
+LOGIN_PASSWORD = "LEDGER_LOGIN_PASSWORD"
+"""Where `ledger roles --login` reads the password: never on a command line (ps)."""
 _RUN_HELP = "the run's integer id (printed by start), its run key, or key:RUN_KEY"
 
 
@@ -68,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     roles.add_argument(
         "--sql", action="store_true", help="print the SQL for an administrator instead"
+    )
+    roles.add_argument(
+        "--login", metavar="NAME",
+        help=f"then create the login NAME in --role, or update it; password: ${LOGIN_PASSWORD}",
+    )  # fmt: skip
+    roles.add_argument(
+        "--role", choices=ROLES, default=LOADER, help="the login's role (default ledger_loader)"
     )
     roles.set_defaults(command=_roles)
 
@@ -205,9 +221,15 @@ def _roles(args: argparse.Namespace, settings: Settings) -> int:
     if args.sql:
         print(roles_sql(), end="")
         return 0
+    password = os.environ.get(LOGIN_PASSWORD, "")
+    if args.login and not password:
+        raise ConfigurationError(f"--login {args.login}: set {LOGIN_PASSWORD} to its password")
     with connection.connect(connection.resolve(settings)) as conn:
         create_roles(conn)
-    print(f"roles ready: {', '.join(ROLES)}")
+        print(f"roles ready: {', '.join(ROLES)}")
+        if args.login:
+            created = ensure_login(conn, args.login, args.role, password=password)
+            print(f"login {args.login} {'created' if created else 'updated'} in {args.role}")
     return 0
 
 

@@ -134,3 +134,37 @@ def create_login(
                         value=sql.Literal(value),
                     )
                 )
+
+
+def ensure_login(conn: Connection, name: str, role: GroupRole, *, password: str) -> bool:
+    """Create the login `name` in `role`, or give an existing one this password and role.
+
+    Idempotent, for a set-up run on every start (docker-compose's `ledger` service). Return
+    whether the login was created. Refuse (ConfigurationError, changing nothing) a name that
+    is the connected user, a superuser, or a role with CREATEROLE, CREATEDB or BYPASSRLS:
+    a login meant to have no more than `role`'s rights must not already have more.
+    """
+    if not password:
+        raise ConfigurationError(f"no password for the login {name!r}")
+    with conn.transaction():
+        row = conn.execute(
+            "select rolsuper or rolcreaterole or rolcreatedb or rolbypassrls,"
+            " rolname = current_user from pg_catalog.pg_roles where rolname = %s",
+            [name],
+        ).fetchone()
+        if row is None:
+            create_login(conn, name, role, password=password)
+            return True
+        if row[0] or row[1]:
+            raise ConfigurationError(
+                f"{name!r} is {'the connected user' if row[1] else 'a privileged role'}:"
+                f" a login in {role} must be a role of its own with no other rights"
+            )
+        names = {"name": sql.Identifier(name), "role": sql.Identifier(role)}
+        conn.execute(
+            sql.SQL("alter role {name} login password {password}").format(
+                **names, password=sql.Literal(password)
+            )
+        )
+        conn.execute(sql.SQL("grant {role} to {name}").format(**names))
+    return False

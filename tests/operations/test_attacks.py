@@ -5,6 +5,8 @@ code the way a hostile login could (the transformer may create in `public` and r
 what it built by a view), lets the ledger's own commands run, then checks that the code
 ran with no more than its author's rights. The planted code tries everything: it logs
 who ran it, drops SET ROLE (`set_config('role', 'none')`), and makes its author superuser.
+`ledger serve` joins them: run as a `ledger_loader` login, it stores a job's events and
+nothing else, whatever the bodies posted to it.
 
 Every test runs on PostgreSQL 15 and 18, each a server of this module's own.
 """
@@ -12,14 +14,22 @@ Every test runs on PostgreSQL 15 and 18, each a server of this module's own.
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import json
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import requests
 from psycopg import sql
 
 from loader import Ledger, RejectedEventsError
@@ -307,3 +317,198 @@ def test_report_escapes_control_characters_in_names(
     assert "\x1b" not in out
     assert "red\\x1b[31m\\nforged: all runs completed" in out
     assert not any(line.startswith("forged") for line in out.splitlines())
+
+
+# ---- `ledger serve` logged in as a ledger_loader login --------------------------------------
+
+SERVE_LIMIT = 64 * 1024
+"""The collector's LEDGER_MAX_LINE_BYTES here: a body or a key past it is answered 413."""
+SQL_NAME = "nightly'); drop table raw.run_events; --"
+SQL_STAGE = 'load"; grant ledger_transformer to public; --'
+SQL_KEY = "r1'; select pg_sleep(30); --"
+HUGE_KEY = "k" * (SERVE_LIMIT - 1024)
+
+
+@contextmanager
+def serving(settings: Settings, log: Path) -> Iterator[str]:
+    """Run `ledger serve` logged in with `settings`, on a free port; yield its base URL."""
+    env = {
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("DATABASE_", "LEDGER_", "PG"))
+        },
+        **settings.as_env(),
+        "LEDGER_SPOOL_DIR": str(settings.spool_dir),
+        "LEDGER_MAX_LINE_BYTES": str(SERVE_LIMIT),
+        "LEDGER_CONNECT_TIMEOUT": "2",
+    }
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-m", "loader", "serve", "--port", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("ledger serve: listening on "), log.read_text()
+            yield line.split()[-1]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def beyond_the_events(admin: Settings) -> list[dict[str, Any]]:
+    """What a loader login must never change: roles and memberships, schemas, every relation
+    (owner, privileges; and the rows of each table outside raw) and the functions in public."""
+    with connect(admin, autocommit=True) as conn:
+        roles = query(
+            conn,
+            "select rolname::text, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls,"
+            " array(select pg_catalog.pg_get_userbyid(roleid)::text from pg_auth_members"
+            "  where member = pg_roles.oid order by 1) as member_of"
+            " from pg_catalog.pg_roles order by 1",
+        )
+        schemas = query(
+            conn,
+            "select nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text as owner,"
+            " nspacl::text from pg_catalog.pg_namespace"
+            " where nspname !~ '^pg_(toast_)?temp_' order by 1",
+        )
+        relations = query(
+            conn,
+            "select nspname::text as schema, relname::text as name, relkind::text as kind,"
+            " pg_catalog.pg_get_userbyid(relowner)::text as owner, relacl::text as acl"
+            " from pg_catalog.pg_class"
+            " join pg_catalog.pg_namespace on pg_namespace.oid = relnamespace"
+            " where nspname in ('raw', 'staging', 'public', 'marts') order by 1, 2",
+        )
+        for relation in relations:
+            if relation["kind"] == "r" and relation["schema"] != "raw":
+                relation["rows"] = conn.execute(
+                    sql.SQL(
+                        "select count(*), md5(string_agg(t::text, ',' order by t::text))"
+                        " from {}.{} as t"
+                    ).format(sql.Identifier(relation["schema"]), sql.Identifier(relation["name"]))
+                ).fetchone()
+        functions = query(
+            conn,
+            "select oid::regprocedure::text, pg_catalog.pg_get_userbyid(proowner)::text, prosecdef"
+            " from pg_catalog.pg_proc where pronamespace = 'public'::regnamespace order by 1",
+        )
+    return [*roles, *schemas, *relations, *functions]
+
+
+def raw_post(url: str, path: str, body: bytes) -> int:
+    """POST `path` exactly as given (no client normalises its dots); return the status."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_collector_as_a_loader_login_stores_events_and_changes_nothing_else(
+    ledger_db: Ledgerdb, tmp_path: Path
+) -> None:
+    loader = ledger_db.logins[LOADER]
+    build_stand_ins(ledger_db)  # what dbt built, in public and marts
+    # What the writer would call if `public` were on the collector's search path: the
+    # reason for an unknown pipeline_id formats a bigint.
+    plant(
+        ledger_db,
+        f"""
+        create function public.format(text, bigint) returns text
+        language plpgsql as $body$
+        {evil_body(ledger_db, "format", "pg_catalog.format($1, $2)")}
+        $body$;
+        """,
+    )
+    before = beyond_the_events(ledger_db.admin)
+    run_id = str(uuid.uuid4())
+    with serving(loader, tmp_path / "serve.log") as url, requests.Session() as http_session:
+        events, lineage = f"{url}/api/v1/events", f"{url}/api/v1/lineage"
+        # A job's events whose names and values look like SQL, COPY data and other schemas.
+        job = [
+            {"run_key": SQL_KEY, "pipeline_name": SQL_NAME, "status": "running",
+             "event_time": "2026-03-01T02:00:00Z"},
+            {"run_key": SQL_KEY, "stage_name": SQL_STAGE, "status": "failed",
+             "event_time": "2026-03-01T02:01:00Z",
+             "error_message": "$$; alter role current_user superuser; $$\\.\n\t\\N",
+             "attributes": {"schema": "marts", "table": "marts.pipeline_health",
+                            "sql": "delete from public.pipelines_built", HUGE_KEY: 1}},
+            {"run_key": SQL_KEY, "status": "failed", "event_time": "2026-03-01T02:02:00Z"},
+        ]  # fmt: skip
+        answer = http_session.post(events, json=job)
+        assert (answer.status_code, answer.json()["stored"]) == (200, 3), answer.text
+        # OpenLineage: a RunEvent whose job and datasets name other schemas, a DatasetEvent.
+        openlineage: dict[str, Any] = {
+            "eventTime": "2026-03-01T02:03:00Z", "producer": "tests",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json",
+        }  # fmt: skip
+        for event_type in ("START", "COMPLETE"):
+            run_event = {
+                **openlineage, "eventType": event_type, "run": {"runId": run_id},
+                "job": {"namespace": "postgres://ledger/marts",
+                        "name": "public.pipelines; drop view marts.pipeline_health"},
+                "inputs": [{"namespace": "postgres://ledger", "name": "marts.pipeline_health"}],
+            }  # fmt: skip
+            assert http_session.post(lineage, json=run_event).status_code == 200
+        dataset = {
+            **openlineage,
+            "dataset": {
+                "namespace": "postgres://ledger",
+                "name": "raw.runs'; truncate raw.runs; --",
+                "facets": {HUGE_KEY: {"search_path": "public"}},
+            },
+        }
+        assert http_session.post(lineage, json=dataset).status_code == 200
+        # Bad and hostile bodies: refused with a reason, nothing stored.
+        over = http_session.post(lineage, json={**dataset, "x" * SERVE_LIMIT: 1})
+        assert over.status_code == 413
+        unknown_key = http_session.post(events, json={**job[2], HUGE_KEY: "x"})
+        assert unknown_key.status_code == 400
+        assert len(unknown_key.content) < 4096, "a reason never echoes a huge key"
+        another_run = {
+            "pipeline_id": 999,
+            "status": "running",
+            "event_time": "2026-03-01T02:04:00Z",
+        }
+        assert http_session.post(events, json=another_run).status_code == 400
+        # Paths and query strings that try to name another schema or table.
+        body = json.dumps(job[0]).encode()
+        for path in ("/api/v1/events/../../marts", "/api/v1/%2e%2e/marts/pipeline_health",
+                     "/api/v1/marts.pipeline_health", "/../raw/runs"):  # fmt: skip
+            assert raw_post(url, path, body) == 404, path
+        ignored = "/api/v1/events?schema=marts&options=-c%20search_path%3Dpublic"
+        assert raw_post(url, ignored, body) == 200  # the query string is ignored
+        with connect(ledger_db.admin) as conn:
+            sessions = conn.execute(
+                "select distinct usename::text from pg_catalog.pg_stat_activity"
+                " where datname = current_database() and pid <> pg_backend_pid()"
+                " and backend_type = 'client backend'"
+            ).fetchall()
+    assert sessions == [(loader.user,)], "the collector logs in as the loader login only"
+    assert_confined(ledger_db)
+    assert beyond_the_events(ledger_db.admin) == before
+    assert list(loader.spool_dir.rglob("*.jsonl")) == [], "nothing was refused and spooled"
+    with connect(ledger_db.admin) as conn:
+        runs = query(conn, "select run_key, pipeline_name from raw.runs order by pipeline_id")
+        stages = [row[0] for row in conn.execute("select stage_name from raw.stages")]
+        stored = conn.execute("select count(*) from raw.run_events").fetchone()
+        others = query(conn, "select event_kind, payload from raw.openlineage_other_events")
+        quarantined = conn.execute("select count(*) from raw.quarantined_events").fetchone()
+    assert runs[0] == {"run_key": SQL_KEY, "pipeline_name": SQL_NAME}
+    assert len(runs) == 2
+    assert stages == [SQL_STAGE]
+    assert stored == (6,)  # the job's 3, 2 RunEvents, the post with a query string
+    assert [other["event_kind"] for other in others] == ["DatasetEvent"]
+    assert others[0]["payload"]["dataset"]["facets"] == {HUGE_KEY: {"search_path": "public"}}
+    assert quarantined == (2,)

@@ -16,10 +16,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +37,7 @@ from loader.roles import LOADER, READER, TRANSFORMER, GroupRole, create_login, c
 from loader.schema import create_raw_schema
 from loader.settings import Settings
 from tests.support import query
+from tests.support.serve_process import ledger_serve
 from tests.support.tcp_server import PG15_BIN, embedded_bin, scram_server
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -332,35 +330,8 @@ HUGE_KEY = "k" * (SERVE_LIMIT - 1024)
 @contextmanager
 def serving(settings: Settings, log: Path) -> Iterator[str]:
     """Run `ledger serve` logged in with `settings`, on a free port; yield its base URL."""
-    env = {
-        **{
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("DATABASE_", "LEDGER_", "PG"))
-        },
-        **settings.as_env(),
-        "LEDGER_SPOOL_DIR": str(settings.spool_dir),
-        "LEDGER_MAX_LINE_BYTES": str(SERVE_LIMIT),
-        "LEDGER_CONNECT_TIMEOUT": "2",
-    }
-    with (
-        log.open("w") as stderr,
-        subprocess.Popen(
-            [sys.executable, "-m", "loader", "serve", "--port", "0"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        ) as process,
-    ):
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert line.startswith("ledger serve: listening on "), log.read_text()
-            yield line.split()[-1]
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with ledger_serve(settings, log, max_line_bytes=SERVE_LIMIT) as url:
+        yield url
 
 
 def beyond_the_events(admin: Settings) -> list[dict[str, Any]]:

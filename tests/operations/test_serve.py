@@ -38,6 +38,7 @@ from loader import embedded
 from loader.connection import connect
 from loader.settings import Settings
 from tests.support.own_server import fresh_database
+from tests.support.serve_process import ledger_serve
 
 TOKEN = "s3cret-token"
 LIMIT = 64 * 1024  # LEDGER_MAX_LINE_BYTES for these tests
@@ -46,34 +47,9 @@ LIMIT = 64 * 1024  # LEDGER_MAX_LINE_BYTES for these tests
 @contextmanager
 def collector(settings: Settings, *args: str, **env: str) -> Iterator[str]:
     """Run `ledger serve` on a free port; yield its base URL."""
-    variables = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LEDGER_"))},
-        **settings.as_env(),
-        "LEDGER_SPOOL_DIR": str(settings.spool_dir),
-        "LEDGER_MAX_LINE_BYTES": str(LIMIT),
-        "LEDGER_CONNECT_TIMEOUT": "2",
-        **env,
-    }
     log = settings.spool_dir.parent / "serve.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        log.open("w") as stderr,
-        subprocess.Popen(
-            [sys.executable, "-m", "loader", "serve", "--port", "0", *args],
-            env=variables,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        ) as process,
-    ):
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert line.startswith("ledger serve: listening on "), log.read_text()
-            yield line.split()[-1]
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with ledger_serve(settings, log, *args, max_line_bytes=LIMIT, **env) as url:
+        yield url
 
 
 def database(server_dir: Path, tmp_path: Path, name: str) -> Settings:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loader.connection import connect, drop_database, recreate_database, resolve
+from loader.roles import create_roles
 from loader.schema import create_raw_schema
 from loader.settings import Settings
 
@@ -22,13 +23,17 @@ BENCH_STATEMENT_TIMEOUT = 3600.0
 
 @contextmanager
 def fresh_database(name: str) -> Iterator[Settings]:
-    """Create database `name` (dropping an old one) with the raw schema; drop it after."""
+    """Create database `name` (dropping an old one) with the raw schema; drop it after.
+
+    The roles too, as `ledger init` makes them: dbt grants the marts to ledger_reader.
+    """
     server = dataclasses.replace(
         resolve(Settings.from_env()), statement_timeout=BENCH_STATEMENT_TIMEOUT
     )
     settings = recreate_database(server, name)
     with connect(settings, autocommit=True) as conn:
         create_raw_schema(conn)
+        create_roles(conn)
     try:
         yield settings
     finally:

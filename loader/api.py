@@ -46,6 +46,11 @@ class Ledger:
     def __getstate__(self) -> dict[str, object]:
         return {"settings": self._delivery.settings, "source": self._delivery.source}
 
+    @property
+    def settings(self) -> Settings:
+        """The settings this ledger reaches its database with."""
+        return self._delivery.settings
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._delivery = _unpickled_delivery(state["settings"], state["source"])
 

@@ -84,6 +84,12 @@ class Backoff:
             delay = min(self.cap, self.first * 2.0 ** min(self.failures - 1, 32))
             self._next_attempt = time.monotonic() + random.uniform(delay / 2, delay)
 
+    def adopt(self, failures: int, remaining: float) -> None:
+        """Take on another process's backoff (its failures, its seconds left), if longer."""
+        with self._lock:
+            self.failures = max(self.failures, failures)
+            self._next_attempt = max(self._next_attempt, time.monotonic() + remaining)
+
     def succeeded(self) -> None:
         """Forget the failures: the database answered."""
         with self._lock:

@@ -26,6 +26,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from prefect.task_runners import TaskRunner
 
 from loader.api import Ledger, Run, error_text, stack_trace
 from loader.asynchronous import AsyncLedger
+from loader.delivery import backoff_for
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +204,31 @@ class _FlowHooks:
         return self._end(flow_run, state, "failed")
 
     def on_cancellation(self, flow: Flow[Any, Any], flow_run: FlowRun, state: State) -> Any:
-        """Fail the run as cancelled; close its open stages."""
-        return self._end(flow_run, state, "failed")
+        """Fail the run as cancelled, at the Cancelled state's time; close its open stages.
+
+        Prefect calls this at Cancelling and sets Cancelled just after it returns: a thread
+        waits for Cancelled (up to 2 s, else Cancelling's time) and records then.
+        """
+        with _lock:
+            if flow_run.id not in _scopes:
+                return None
+
+        def wait_then_record() -> None:
+            final = state
+            try:
+                with get_client(sync_client=True) as client:
+                    for _ in range(20):
+                        time.sleep(0.1)
+                        current = client.read_flow_run(flow_run.id).state
+                        if current is not None and current.is_cancelled():
+                            final = current
+                            break
+            except Exception:  # the API is gone: Cancelling's time
+                logger.debug("no Cancelled state for %s", flow_run.id, exc_info=True)
+            self._end(flow_run, final, "failed")
+
+        threading.Thread(target=wait_then_record, name="ledger-cancelled").start()
+        return None
 
     def _end(self, flow_run: FlowRun, state: State, status: str) -> Any:
         with _lock:
@@ -232,16 +257,43 @@ class _TaskHooks:
     """The ledger's state hooks of one task: each run is a stage (see the module)."""
 
     def __init__(
-        self, stage_name: str | None, retry_condition_fn: Hook | None, index: int | None = None
+        self,
+        stage_name: str | None,
+        retry_condition_fn: Hook | None,
+        index: int | None = None,
+        scope: tuple[UUID, _Scope] | None = None,
     ) -> None:
         self.stage_name = stage_name
         self.user_retry_condition = retry_condition_fn
         self.index = index
         """Which run of the task handed to the flow run's task runner this is, from 0."""
+        self.scope = scope
+        """The submitting flow run's id and scope: a process pool's worker records under it."""
 
-    def numbered(self, index: int) -> _TaskHooks:
+    def numbered(self, index: int, scope: tuple[UUID, _Scope] | None) -> _TaskHooks:
         """Return these hooks for the `index`-th run handed to the task runner."""
-        return _TaskHooks(self.stage_name, self.user_retry_condition, index)
+        return _TaskHooks(self.stage_name, self.user_retry_condition, index, scope)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.scope is not None:
+            flow_run_id, scope = self.scope
+            # A worker's copy carries the scope without its open stages, and the parent's
+            # backoff, so that an outage costs the flow one connect timeout, not one per worker.
+            carried = _Scope(scope.run, scope.prefix, scope.stage, scope.attempt)
+            state["scope"] = (flow_run_id, carried)
+            state["backoff"] = _backoff_state(scope.run.ledger)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        backoff = state.pop("backoff", None)
+        self.__dict__.update(state)
+        if self.scope is not None:
+            flow_run_id, scope = self.scope
+            if backoff is not None:
+                _adopt_backoff(scope.run.ledger, *backoff)
+            with _lock:
+                self.scope = (flow_run_id, _scopes.setdefault(flow_run_id, scope))
 
     def on_running(self, task: Task[Any, Any], task_run: TaskRun, state: State) -> Any:
         """Record the stage's try as running."""
@@ -286,7 +338,10 @@ class _TaskHooks:
     def _record(self, task: Task[Any, Any], task_run: TaskRun, state: State, status: str) -> Any:
         if task_run.flow_run_id is None:
             return None
-        scope = _scope_for(task_run.flow_run_id)
+        scope = None
+        if self.scope is not None and self.scope[0] == task_run.flow_run_id:
+            scope = self.scope[1]
+        scope = scope or _scope_for(task_run.flow_run_id)
         if scope is None:
             return None
         name = scope.prefix + (self.stage_name or task.name)
@@ -398,6 +453,10 @@ class _NumberingRunner(TaskRunner[Any]):
     def duplicate(self) -> _NumberingRunner:
         return _NumberingRunner(self.inner.duplicate())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled in the flow a process pool's worker gets: its lock and counts stay here.
+        return (_NumberingRunner, (self.inner,))
+
     def submit(
         self,
         task: Task[Any, Any],
@@ -431,7 +490,13 @@ class _NumberingRunner(TaskRunner[Any]):
         with self._counts_lock:
             index = self._counts.get(key, 0)
             self._counts[key] = index + 1
-        numbered = ours.numbered(index)
+        context = FlowRunContext.get()
+        scope = None
+        if context is not None and context.flow_run is not None:
+            with _lock:
+                known = _scopes.get(context.flow_run.id)
+            scope = (context.flow_run.id, known) if known is not None else None
+        numbered = ours.numbered(index, scope)
 
         def swap(hooks: list[Hook]) -> list[Hook]:
             return [
@@ -485,6 +550,20 @@ def _close(scope: _Scope, at: datetime, error: str | None) -> None:
         scope.running.clear()
     for name, attempt in running.items():
         _stage_record(scope.run, name, attempt, "failed", at, error or "the flow run ended")
+
+
+def _backoff_state(ledger: Ledger) -> tuple[int, float]:
+    """This process's backoff for the ledger's database: failures, seconds left."""
+    backoff = backoff_for(ledger.settings)
+    return backoff.failures, backoff.remaining()
+
+
+def _adopt_backoff(ledger: Ledger, failures: int, remaining: float) -> None:
+    """Wait out the submitting process's backoff here too, instead of connecting to learn it."""
+    if remaining <= 0:
+        return
+    backoff = backoff_for(ledger.settings)
+    backoff.adopt(failures, remaining)
 
 
 def _parent_prefix(scope: _Scope) -> str:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,14 +31,18 @@ os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 
 import pytest
 from prefect import flow, task
+from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
+from prefect.exceptions import TerminationSignal
+from prefect.task_runners import ProcessPoolTaskRunner
 
-from loader import Ledger, Settings
-from loader.connection import Connection
+from loader import Ledger, Settings, embedded
+from loader.connection import Connection, connect
 from loader.prefect import ledger_flow, ledger_task, records
 from tests.conftest import RunDbt
-from tests.support import BUILD_LEDGER_TABLES, query
+from tests.support import BUILD_LEDGER_TABLES, dbt, query
+from tests.support.own_server import fresh_database
 
 # Prefect's own client leaves a socket of its ephemeral API to the garbage collector.
 pytestmark = pytest.mark.filterwarnings(
@@ -329,3 +336,146 @@ def test_hooks_compose_with_the_users_own(ledger: Ledger) -> None:
     composed()
     assert seen == ["Completed", "flow"]
     assert Path(__file__).exists()
+
+
+def test_a_process_pool_flow_records_its_workers_tasks(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt, tmp_path: Path
+) -> None:
+    marker = tmp_path / "failed-once"
+
+    @task(retries=1, **ledger_task("Data Ingestion"))
+    def ingest_in_worker(partition: int) -> int:
+        if partition == 1 and not marker.exists():
+            marker.touch()
+            raise OSError("worker lost its mount")
+        return 1000 + partition
+
+    @flow(
+        task_runner=ProcessPoolTaskRunner(max_workers=2),
+        **ledger_flow("daily_sales", stages=STAGES, ledger=ledger),
+    )
+    def daily_sales() -> int:
+        return sum(f.result() for f in [ingest_in_worker.submit(p) for p in range(3)])
+
+    state = daily_sales(return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    prefect = wait_for_task_runs(flow_run_id, 3)
+    tables = derived(db, run_dbt, str(flow_run_id))
+    run, stages = tables["run"], tables["stages"]
+    assert (run["status"], run["records_processed"]) == ("completed", 3003)
+    fan_out = sorted(prefect["tasks"], key=lambda task_run: task_run.start_time)
+    numbered = sorted(
+        (s for name, s in stages.items() if name.startswith("Data Ingestion[")),
+        key=lambda s: s["started_at"],
+    )
+    assert len(numbered) == len(fan_out) == 3
+    for task_run, stage in zip(fan_out, numbered, strict=True):
+        assert stage["stage_name"] == f"Data Ingestion[{stage['records_processed'] - 1000}]"
+        assert (stage["status"], stage["attempts"]) == ("completed", task_run.run_count)
+        assert close(stage["started_at"], task_run.start_time)
+        assert close(stage["completed_at"], task_run.end_time)
+    assert stages["Data Ingestion[1]"]["attempts"] == 2
+
+
+def test_a_cancelled_flow_closes_its_open_stage(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt
+) -> None:
+    @task(**ledger_task("Spark Processing"))
+    def spark_cancelled() -> None:
+        # What a runner's cancel does: the intent, then SIGTERM to the flow's process.
+        control_listener._set_intent("cancel")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=ledger))
+    def daily_sales() -> None:
+        ingest(0)
+        spark_cancelled()
+
+    try:
+        with pytest.raises(TerminationSignal):
+            daily_sales()
+    finally:
+        control_listener._intent = None
+    for thread in threading.enumerate():  # the ledger records once Cancelled is set
+        if thread.name == "ledger-cancelled":
+            thread.join()
+    with get_client(sync_client=True) as client:
+        (root,) = [r for r in client.read_flow_runs() if r.state and r.state.is_cancelled()]
+        states = client.read_flow_run_states(root.id)
+    tables = derived(db, run_dbt, str(root.id))
+    run, stages = tables["run"], tables["stages"]
+    assert [state.name for state in states][-2:] == ["Cancelling", "Cancelled"]
+    assert (run["status"], run["error_message"]) == ("failed", "Flow run was cancelled.")
+    assert close(run["completed_at"], root.state.timestamp)  # Cancelled's, not Cancelling's
+    spark_stage = stages["Spark Processing"]
+    assert (spark_stage["status"], spark_stage["error_message"]) == (
+        "failed",
+        "Flow run was cancelled.",
+    )
+    assert close(spark_stage["completed_at"], root.state.timestamp)
+    assert stages["Data Ingestion"]["status"] == "completed"
+    assert stages["Data Export"]["status"] == "pending"
+
+
+def test_a_database_stop_in_the_middle_of_a_flow(server_dir: Path, tmp_path: Path) -> None:
+    """Stopped during Spark Processing, started after the flow: nothing lost or doubled."""
+
+    def run_flow(name: str, stop: bool) -> tuple[Settings, UUID, float]:
+        settings = fresh_database(server_dir, name, tmp_path / "spool")
+        stopping = {"seconds": 0.0}
+
+        @task(**ledger_task("Spark Processing"))
+        def spark_stops(rows: int) -> int:
+            if stop:
+                began = time.monotonic()
+                embedded.stop(server_dir)
+                stopping["seconds"] = time.monotonic() - began
+            return rows
+
+        @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(settings)))
+        def daily_sales() -> int:
+            rows = sum(f.result() for f in [ingest.submit(p) for p in range(2)])
+            rows = spark_stops(rows)
+            return publish.with_options(**ledger_flow("publish", ledger=Ledger(settings)))(rows)
+
+        began = time.monotonic()
+        state = daily_sales(return_state=True)
+        elapsed = time.monotonic() - began - stopping["seconds"]
+        assert state.is_completed()
+        assert state.state_details.flow_run_id is not None
+        return settings, state.state_details.flow_run_id, elapsed
+
+    calm, calm_id, calm_seconds = run_flow("prefect_calm", stop=False)
+    disturbed, disturbed_id, disturbed_seconds = run_flow("prefect_outage", stop=True)
+    # The outage costs the flow at most one connect timeout (and a second of noise).
+    assert disturbed_seconds <= calm_seconds + disturbed.connect_timeout + 1.0
+    embedded.start(server_dir)
+    with Ledger(disturbed, source="flush") as flusher:
+        flusher.flush()
+
+    def tables(settings: Settings, run_key: UUID) -> dict[str, Any]:
+        dbt(settings, tmp_path / "dbt", *BUILD_LEDGER_TABLES)
+        with connect(settings) as conn:
+            events = query(
+                conn, "select count(*) as n, count(distinct event_id) as d from raw.run_events"
+            )
+            return {"events": events, **derived(conn, lambda *_: None, str(run_key))}
+
+    expected, got = tables(calm, calm_id), tables(disturbed, disturbed_id)
+    assert got["events"] == expected["events"]
+    assert got["events"][0]["n"] == got["events"][0]["d"]
+    same = ("pipeline_name", "status", "attempts", "records_processed", "error_message")
+    assert {k: got["run"][k] for k in same} == {k: expected["run"][k] for k in same}
+    shape = ("status", "attempts", "records_processed", "error_message")
+    assert {n: {k: s[k] for k in shape} for n, s in got["stages"].items()} == {
+        n: {k: s[k] for k in shape} for n, s in expected["stages"].items()
+    }
+    # The disturbed run's times are Prefect's, spooled or not.
+    prefect = wait_for_task_runs(disturbed_id, 4)
+    assert close(got["run"]["completed_at"], prefect["root"].end_time)
+    spark_run = next(t for t in prefect["tasks"] if t.task_key.startswith("spark_stops"))
+    assert close(got["stages"]["Spark Processing"]["completed_at"], spark_run.end_time)
+    (subflow,) = prefect["subflows"]
+    assert close(got["stages"]["publish"]["completed_at"], subflow.end_time)

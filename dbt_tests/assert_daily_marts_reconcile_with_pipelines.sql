@@ -1,6 +1,7 @@
 {#- The daily marts add up to the tables they summarize, per pipeline: the
     runs of pipelines by outcome, the stages of pipeline_stages, and the
-    failures (failed stages, plus failed runs with no failed stage). An
+    failures (failed stages, plus failed runs with no failed stage; aborted
+    stages are no failure of their own). An
     incremental build that missed or doubled a day shows here. -#}
 with
 
@@ -38,7 +39,11 @@ stages_by_pipeline as (
     select
         pipelines.pipeline_name,
         count(*) as stage_count,
-        count(*) filter (where pipeline_stages.status = 'failed') as failed
+        count(*) filter (
+            where
+                pipeline_stages.status = 'failed'
+                and not pipeline_stages.is_aborted
+        ) as failed
     from pipeline_stages
     inner join pipelines
         on pipeline_stages.pipeline_id = pipelines.id
@@ -66,6 +71,7 @@ failed_runs_without_failed_stage as (
             where
                 pipeline_stages.pipeline_id = pipelines.id
                 and pipeline_stages.status = 'failed'
+                and not pipeline_stages.is_aborted
         )
     group by pipeline_name
 ),

@@ -3,13 +3,16 @@
     Only events loaded before the table's last build count (load_xid below
     its largest _load_watermark): an event committed while or after dbt ran
     is the next build's, not a missing row. An empty table has no
-    watermark: then every event committed before this test counts. -#}
+    watermark: then every event committed before this test counts.
+    Activity (deeper than a stage) may belong to another stage of its run
+    than the one it was recorded under: only its run must have a row. -#}
 with
 
 run_events as (
     select
         pipeline_id,
         stage_id,
+        placement,
         load_xid
     from {{ ref('stg_raw__run_events') }}
 ),
@@ -58,6 +61,7 @@ stages_missing_from_pipeline_stages as (
     from run_events
     where
         run_events.stage_id is not null
+        and run_events.placement is distinct from 'activity'
         and run_events.load_xid < (
             select
                 coalesce(

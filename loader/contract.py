@@ -28,6 +28,10 @@ ERROR_MESSAGE_FULL_ATTRIBUTE = "error_message_full"
 MAX_ATTRIBUTES_DEPTH = 64
 # How long an event of an unknown run waits (parked) for an event naming its pipeline.
 DEFAULT_PARKED_MAX_AGE = 86_400.0
+# The attributes a RunEvent's mapping writes: the whole RunEvent, and where the loader put it
+# (dbt reads both). A native event may not set them, so dbt can trust them.
+OPENLINEAGE_EVENT_ATTRIBUTE = "openlineage"
+OPENLINEAGE_PLACEMENT_ATTRIBUTE = "openlineage_placement"
 BIGINT_MAX = 2**63 - 1
 INTEGER_MAX = 2**31 - 1
 _DERIVED_ID_NAMESPACE = uuid.UUID("5d0f4a52-8a57-4a8e-9d2c-2f1c7b7d1e01")

@@ -89,6 +89,13 @@ def optional_name(value: object, path: str) -> str | None:
     return name_length(optional_text(value, path), path)
 
 
+def required_name(value: object, path: str) -> str:
+    """Return a name (1 to MAX_NAME_LENGTH characters of text); absent is an error."""
+    text = required_text(value, path)
+    name_length(text, path)
+    return text
+
+
 def optional_integer(value: object, path: str, *, minimum: int, maximum: int) -> int | None:
     """Return an integer within [minimum, maximum] (never a boolean or float), or None."""
     if value is None:

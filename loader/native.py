@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from loader import fields
-from loader.contract import BIGINT_MAX, FIELDS, INTEGER_MAX, STATUSES, Event
+from loader.contract import (
+    BIGINT_MAX,
+    FIELDS,
+    INTEGER_MAX,
+    OPENLINEAGE_EVENT_ATTRIBUTE,
+    OPENLINEAGE_PLACEMENT_ATTRIBUTE,
+    STATUSES,
+    Event,
+)
 from loader.errors import BadEventError
 
 
@@ -30,6 +38,9 @@ def parse_native_event(document: Mapping[Any, Any]) -> Event:
         shown = "missing; expected" if status is None else f"{fields.shorten(repr(status))} is not"
         raise BadEventError("status", f"{shown} one of {', '.join(STATUSES)}")
     attributes = fields.attributes(document.get("attributes"), "attributes")
+    for reserved in (OPENLINEAGE_EVENT_ATTRIBUTE, OPENLINEAGE_PLACEMENT_ATTRIBUTE):
+        if attributes is not None and reserved in attributes:
+            raise BadEventError(f"attributes.{reserved}", "reserved for OpenLineage RunEvents")
     error_message = fields.optional_text(document.get("error_message"), "error_message")
     if error_message is not None:
         error_message, attributes = fields.truncate_error_message(error_message, attributes)

@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from loader import fields
-from loader.contract import BIGINT_MAX, FIELDS, Event, derived_event_id
+from loader.contract import (
+    BIGINT_MAX,
+    FIELDS,
+    INTEGER_MAX,
+    OPENLINEAGE_EVENT_ATTRIBUTE,
+    OPENLINEAGE_PLACEMENT_ATTRIBUTE,
+    Event,
+    derived_event_id,
+)
 from loader.errors import BadEventError
 
 # START and RUNNING say the run is alive. OTHER only adds metadata, often after the end;
 # as `running` it can never reopen a finished run (the first terminal event is final).
+# ABORT is `failed`; dbt reads the eventType kept in attributes to mark it aborted.
 STATUS_BY_EVENT_TYPE = {
     "START": "running",
     "RUNNING": "running",
@@ -27,19 +36,40 @@ STATUS_BY_EVENT_TYPE = {
     "FAIL": "failed",
     "OTHER": "running",
 }
-# Where the OpenLineage details the contract has no field for go in `attributes`.
-ATTRIBUTES_KEY = "openlineage"
+# Where the loader put an event (`attributes.openlineage_placement`), for dbt: a run-level
+# event, a stage event whose attempt dbt numbers by the order of the stage's runIds, one
+# whose producer numbered its try, or activity under a stage (deeper than a stage).
+RUN = "run"
+STAGE = "stage"
+STAGE_WITH_TRY_NUMBER = "stage_with_try_number"
+ACTIVITY = "activity"
+# An ABORT without a message: "stopped abnormally" is all the producer said.
+ABORTED_MESSAGE = "aborted"
+# The jobType of an orchestrated unit that is always a run of its own, whatever its parent
+# (a DAG triggered by another DAG stays its own pipeline).
+RUN_JOB_TYPES = frozenset({"DAG"})
 # The summed rowCount of all outputs: no single output is to blame when the sum overflows.
 ROW_COUNT_PATH = "outputs[].outputFacets.outputStatistics.rowCount"
 
 
 @dataclass(frozen=True, slots=True)
-class _Parent:
-    """The run a RunEvent's `parent` facet points at: the ledger's run of a stage event."""
+class _RunReference:
+    """A run named by the `parent` facet (or its `root`): its runId and job."""
 
     run_id: str
     job_name: str
-    job_namespace: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where a RunEvent lands: the run it is recorded under, and its stage there."""
+
+    run_key: str
+    pipeline_name: str
+    kind: str = RUN
+    stage_name: str | None = None
+    attempt: int = 1
+    run_attempt: int = 1
 
 
 def is_run_event(document: Mapping[Any, Any]) -> bool:
@@ -62,17 +92,15 @@ def parse_run_event(document: Mapping[Any, Any]) -> Event:
     run = _object(document, "run", "run", required=True)
     run_id = _uuid(run, "runId", "run.runId")
     job = _object(document, "job", "job", required=True)
-    job_name = fields.required_text(job.get("name"), "job.name")
+    fields.required_name(job.get("name"), "job.name")
     facets = _object(run, "facets", "run.facets")
-    parent = _parent(facets)
+    placement = _placement(run_id, job, facets)
     error_message, attributes = _error(facets)
+    if event_type == "ABORT" and error_message is None:
+        error_message = ABORTED_MESSAGE
     records_processed = _records_processed(document)
-    attributes[ATTRIBUTES_KEY] = _provenance(document, run_id, job, parent, event_type)
-    if parent is None:
-        pipeline_name = fields.name_length(job_name, "job.name")
-    else:
-        pipeline_name = fields.name_length(parent.job_name, "run.facets.parent.job.name")
-        fields.name_length(job_name, "job.name")
+    attributes[OPENLINEAGE_EVENT_ATTRIBUTE] = fields.attributes(document, "RunEvent")
+    attributes[OPENLINEAGE_PLACEMENT_ATTRIBUTE] = placement.kind
     if error_message is not None:
         error_message, with_full_text = fields.truncate_error_message(error_message, attributes)
         attributes = with_full_text or attributes
@@ -82,13 +110,106 @@ def parse_run_event(document: Mapping[Any, Any]) -> Event:
         event_id=derived_event_id(run_id, event_type, event_time.isoformat()),
         status=STATUS_BY_EVENT_TYPE[event_type],
         event_time=event_time,
-        run_key=parent.run_id if parent else run_id,
-        pipeline_name=pipeline_name,
-        stage_name=job_name if parent else None,
+        run_key=placement.run_key,
+        pipeline_name=placement.pipeline_name,
+        stage_name=placement.stage_name,
         records_processed=records_processed,
         error_message=error_message,
+        attempt=placement.attempt,
+        run_attempt=placement.run_attempt,
         attributes=attributes,
     )
+
+
+def _placement(run_id: str, job: Mapping[str, Any], facets: Mapping[str, Any]) -> _Placement:
+    """Apply the contract's placement rules, first match wins (docs/event-contract.md).
+
+    Each rule reads the event alone, so an event lands in the same place whatever arrived
+    before it; dbt then resolves what needs the whole tree (retries by runId, activity).
+    """
+    job_name = str(job["name"])
+    dag_run = _object(
+        _object(facets, "airflowDagRun", "run.facets.airflowDagRun"),
+        "dagRun",
+        "run.facets.airflowDagRun.dagRun",
+    )
+    if dag_run:
+        return _airflow_placement(job, dag_run, "run.facets.airflowDagRun.dagRun", None)
+    airflow = _object(facets, "airflow", "run.facets.airflow")
+    if airflow.get("dagRun") is not None and airflow.get("taskInstance") is not None:
+        return _airflow_placement(
+            job,
+            _object(airflow, "dagRun", "run.facets.airflow.dagRun"),
+            "run.facets.airflow.dagRun",
+            airflow,
+        )
+    parent = _reference(facets, "parent", "run.facets.parent")
+    if parent is None or _job_type(job) in RUN_JOB_TYPES:
+        return _Placement(run_key=run_id, pipeline_name=job_name)
+    root = _reference(
+        _object(facets, "parent", "run.facets.parent"), "root", "run.facets.parent.root"
+    )
+    if root is not None and root.run_id not in (parent.run_id, run_id):
+        # Deeper than a stage (a SQL statement under a dbt node, dbt inside an Airflow
+        # task): recorded under the root as activity of the stage named by the parent.
+        return _Placement(
+            run_key=root.run_id,
+            pipeline_name=root.job_name,
+            kind=ACTIVITY,
+            stage_name=parent.job_name,
+        )
+    return _Placement(
+        run_key=parent.run_id, pipeline_name=parent.job_name, kind=STAGE, stage_name=job_name
+    )
+
+
+def _airflow_placement(
+    job: Mapping[str, Any],
+    dag_run: Mapping[str, Any],
+    path: str,
+    task: Mapping[str, Any] | None,
+) -> _Placement:
+    """An Airflow DAG run is its namespace, DAG id and run_id, whatever its clear number.
+
+    Clearing a task gives the DAG run a new OpenLineage runId; the re-run is the same run's
+    next attempt. A task's try number is its attempt; a mapped instance is a stage of its own.
+    """
+    dag_id = fields.required_name(dag_run.get("dag_id"), f"{path}.dag_id")
+    airflow_run_id = fields.required_text(dag_run.get("run_id"), f"{path}.run_id")
+    clear_number = fields.optional_integer(
+        dag_run.get("clear_number"), f"{path}.clear_number", minimum=0, maximum=INTEGER_MAX - 1
+    )
+    namespace = fields.optional_text(job.get("namespace"), "job.namespace") or ""
+    run_key = fields.required_name(f"{namespace}/{dag_id}/{airflow_run_id}", f"{path}.run_id")
+    run_attempt = (clear_number or 0) + 1
+    if task is None:
+        return _Placement(run_key=run_key, pipeline_name=dag_id, run_attempt=run_attempt)
+    instance = _object(task, "taskInstance", "run.facets.airflow.taskInstance")
+    instance_path = "run.facets.airflow.taskInstance"
+    try_number = fields.optional_integer(
+        instance.get("try_number"), f"{instance_path}.try_number", minimum=1, maximum=INTEGER_MAX
+    )
+    map_index = fields.optional_integer(
+        instance.get("map_index"), f"{instance_path}.map_index", minimum=-1, maximum=INTEGER_MAX
+    )
+    stage_name = str(job["name"])
+    if map_index is not None and map_index >= 0:  # Airflow writes -1 for an unmapped task
+        stage_name = f"{stage_name}[{map_index}]"
+    return _Placement(
+        run_key=run_key,
+        pipeline_name=dag_id,
+        kind=STAGE if try_number is None else STAGE_WITH_TRY_NUMBER,
+        stage_name=fields.required_name(stage_name, "job.name"),
+        attempt=try_number or 1,
+        run_attempt=run_attempt,
+    )
+
+
+def _job_type(job: Mapping[str, Any]) -> str | None:
+    """The `jobType` facet's jobType (DAG, TASK, JOB, MODEL, ...), when the producer sent it."""
+    job_facets = _object(job, "facets", "job.facets")
+    job_type = _object(job_facets, "jobType", "job.facets.jobType")
+    return fields.optional_text(job_type.get("jobType"), "job.facets.jobType.jobType")
 
 
 def _event_type(document: Mapping[Any, Any]) -> str:
@@ -103,17 +224,17 @@ def _event_type(document: Mapping[Any, Any]) -> str:
     return str(value)
 
 
-def _parent(facets: Mapping[str, Any]) -> _Parent | None:
-    """Return the `parent` facet's run and job, or None for a run-level event."""
-    if facets.get("parent") is None:
+def _reference(container: Mapping[str, Any], key: str, path: str) -> _RunReference | None:
+    """Return the run and job of a `parent` facet (or of its `root`), or None when absent."""
+    if container.get(key) is None:
         return None
-    facet = _object(facets, "parent", "run.facets.parent")
-    run = _object(facet, "run", "run.facets.parent.run", required=True)
-    job = _object(facet, "job", "run.facets.parent.job", required=True)
-    return _Parent(
-        run_id=_uuid(run, "runId", "run.facets.parent.run.runId"),
-        job_name=fields.required_text(job.get("name"), "run.facets.parent.job.name"),
-        job_namespace=fields.optional_text(job.get("namespace"), "run.facets.parent.job.namespace"),
+    facet = _object(container, key, path)
+    run = _object(facet, "run", f"{path}.run", required=True)
+    job = _object(facet, "job", f"{path}.job", required=True)
+    fields.optional_text(job.get("namespace"), f"{path}.job.namespace")
+    return _RunReference(
+        run_id=_uuid(run, "runId", f"{path}.run.runId"),
+        job_name=fields.required_name(job.get("name"), f"{path}.job.name"),
     )
 
 
@@ -171,30 +292,6 @@ def _row_count(value: object, path: str) -> int:
     if value < 0:
         raise BadEventError(path, f"{value} is negative")
     return value
-
-
-def _provenance(
-    document: Mapping[Any, Any],
-    run_id: str,
-    job: Mapping[str, Any],
-    parent: _Parent | None,
-    event_type: str,
-) -> dict[str, str]:
-    """Return what identifies the event in OpenLineage terms, absent values left out.
-
-    The original eventType tells ABORT from FAIL and OTHER from RUNNING; the event's own
-    runId is the only trace of a stage's run (run_key is its parent's). Datasets and
-    facets are not copied: the ledger records runs, not lineage.
-    """
-    values = {
-        "event_type": event_type,
-        "run_id": run_id,
-        "job_namespace": fields.optional_text(job.get("namespace"), "job.namespace"),
-        "parent_job_namespace": parent.job_namespace if parent else None,
-        "producer": fields.optional_text(document.get("producer"), "producer"),
-        "schema_url": fields.optional_text(document.get("schemaURL"), "schemaURL"),
-    }
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _object(

@@ -18,12 +18,25 @@ locked_runs as (
 event_horizons as (
     select
         events.pipeline_id,
-        events.stage_id,
+        bool_or(events.stage_id is not null) as has_stage_events,
         max(events.load_xid) as last_load_xid
     from raw.run_events as events
     where
         events.pipeline_id in (select locked_runs.pipeline_id from locked_runs)
-    group by events.pipeline_id, events.stage_id
+    group by events.pipeline_id
+),
+
+-- A build rewrites all of a run's stages together (an event's stage may be
+-- another stage of its run), so the run's oldest stage row dates them all.
+stage_horizons as (
+    select
+        pipeline_stages.pipeline_id,
+        min(pipeline_stages._load_watermark::text::xid8) as built_at
+    from public.pipeline_stages
+    where
+        pipeline_stages.pipeline_id
+        in (select locked_runs.pipeline_id from locked_runs)
+    group by pipeline_stages.pipeline_id
 ),
 
 unfinished_runs as (
@@ -31,8 +44,8 @@ unfinished_runs as (
     from event_horizons
     left join public.pipelines
         on event_horizons.pipeline_id = pipelines.id
-    left join public.pipeline_stages
-        on event_horizons.stage_id = pipeline_stages.id
+    left join stage_horizons
+        on event_horizons.pipeline_id = stage_horizons.pipeline_id
     left join marts.fct_pipeline_runs
         on event_horizons.pipeline_id = fct_pipeline_runs.pipeline_id
     where
@@ -49,16 +62,14 @@ unfinished_runs as (
             true
         )
         or (
-            event_horizons.stage_id is not null
+            event_horizons.has_stage_events
             and coalesce(
-                pipeline_stages._load_watermark::text::xid8
-                <= event_horizons.last_load_xid,
-                true
+                stage_horizons.built_at <= event_horizons.last_load_xid, true
             )
         )
 )
 
-select distinct
+select
     event_horizons.pipeline_id,
     event_horizons.pipeline_id not in (
         select unfinished_runs.pipeline_id from unfinished_runs

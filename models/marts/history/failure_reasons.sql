@@ -16,7 +16,8 @@ with
 }) }},
 
 {# A failed stage is the reason; a run that failed with no failed stage is
-    its own (stage_name null). #}
+    its own (stage_name null). An aborted stage is no reason: it was stopped
+    because of another failure. #}
 failures as (
     select
         pipeline_id,
@@ -26,7 +27,7 @@ failures as (
         error_message,
         completed_at
     from stage_runs
-    where status = 'failed'
+    where status = 'failed' and not is_aborted
     union all
     select
         pipeline_id,

@@ -1,6 +1,7 @@
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='pipeline_id',
+    post_hook="{{ delete_absorbed_runs('pipeline_id') }}",
     indexes=[
         {'columns': ['pipeline_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
@@ -37,9 +38,9 @@ pipelines as (
 ),
 
 run_events as (
-    select * from {{ ref('stg_raw__run_events') }}
+    select * from {{ ref('int_run_events__homed') }}
     {% if is_incremental() %}
-        where {{ in_changed_runs('pipeline_id') }}
+        where {{ recorded_in_changed_runs('recorded_pipeline_id') }}
     {% endif %}
 ),
 
@@ -67,18 +68,24 @@ stage_summaries as (
     select
         pipeline_id,
         count(*) as stage_count,
-        count(*) filter (where status = 'failed') as failed_stage_count,
+        count(*) filter (
+            where status = 'failed' and not is_aborted
+        ) as failed_stage_count,
         sum(attempts - 1) as retry_count
     from pipeline_stages
     group by pipeline_id
 ),
 
+{# An aborted stage was stopped because of another failure: it is never
+    the one to blame. Its error sits beside the run's own message, which an
+    orchestrator may reduce to "task_failure". #}
 first_failed_stages as (
     select distinct on (pipeline_id)
         pipeline_id,
-        stage_name
+        stage_name,
+        error_message
     from pipeline_stages
-    where status = 'failed'
+    where status = 'failed' and not is_aborted
     order by pipeline_id, completed_at, stage_name collate "C"
 ),
 
@@ -120,10 +127,12 @@ final as (
         ) as queued_seconds,
         timed_runs.records_processed,
         timed_runs.error_message,
+        timed_runs.is_aborted,
         coalesce(stage_summaries.stage_count, 0)::integer as stage_count,
         coalesce(stage_summaries.failed_stage_count, 0)::integer
             as failed_stage_count,
         first_failed_stages.stage_name as failed_stage_name,
+        first_failed_stages.error_message as first_failed_stage_error,
         coalesce(stage_summaries.retry_count, 0)::integer as retry_count,
         timed_runs.last_event_at,
         coalesce(

@@ -1,8 +1,13 @@
+-- depends_on: {{ ref('int_openlineage__absorbed_runs') }}
+{# delete+insert by run, as pipeline_stages: a rebuilt run's stages replace
+    all of its old ones. #}
 {{ config(
     incremental_strategy='delete+insert',
-    unique_key='stage_id',
+    unique_key='pipeline_id',
+    post_hook="{{ delete_absorbed_runs('pipeline_id') }}",
     indexes=[
         {'columns': ['stage_id'], 'unique': True},
+        {'columns': ['pipeline_id']},
         {'columns': ['pipeline_name', 'run_date']},
         {'columns': ['_load_watermark']},
     ],
@@ -60,6 +65,7 @@ final as (
         runs.run_date,
         timed_stages.stage_name,
         timed_stages.status,
+        timed_stages.is_aborted,
         timed_stages.started_at,
         timed_stages.completed_at,
         timed_stages.duration_seconds,

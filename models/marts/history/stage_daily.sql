@@ -25,7 +25,10 @@ daily_stages as (
         stage_name,
         count(*) as stage_runs,
         count(*) filter (where status = 'completed') as stages_completed,
-        count(*) filter (where status = 'failed') as stages_failed,
+        count(*) filter (
+            where status = 'failed' and not is_aborted
+        ) as stages_failed,
+        count(*) filter (where is_aborted) as stages_aborted,
         count(*) filter (where completed_at is null) as stages_open,
         sum(retries) as retries,
         sum(records_processed) as records_processed,
@@ -42,9 +45,11 @@ final as (
         daily_stages.stage_runs::integer as stage_runs,
         daily_stages.stages_completed::integer as stages_completed,
         daily_stages.stages_failed::integer as stages_failed,
+        daily_stages.stages_aborted::integer as stages_aborted,
         daily_stages.stages_open::integer as stages_open,
         {{ success_rate(
-            'daily_stages.stages_completed', 'daily_stages.stages_failed'
+            'daily_stages.stages_completed',
+            'daily_stages.stages_failed + daily_stages.stages_aborted'
         ) }} as success_rate,
         daily_stages.retries::integer as retries,
         daily_stages.records_processed::bigint as records_processed,

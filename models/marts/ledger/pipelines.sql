@@ -1,5 +1,6 @@
 {{ config(
     unique_key='id',
+    post_hook="{{ delete_absorbed_runs('id') }}",
     indexes=[
         {'columns': ['id'], 'unique': True},
         {'columns': ['_load_watermark']},
@@ -16,8 +17,13 @@ with
         that reaches its rows through the pipeline_id indexes. #}
     changed_runs as not materialized (
         select new_events.pipeline_id
-        from {{ ref('stg_raw__run_events') }} as new_events
+        from {{ ref('int_run_events__homed') }} as new_events
         where {{ loaded_since_previous_build('new_events.load_xid') }}
+        union
+        select newly_absorbed.home_pipeline_id
+        from {{ ref('int_openlineage__absorbed_runs') }} as newly_absorbed
+        where
+            {{ loaded_since_previous_build('newly_absorbed._load_watermark') }}
         union
         select rebuilt_stages.pipeline_id
         from {{ ref('pipeline_stages') }} as rebuilt_stages
@@ -27,9 +33,9 @@ with
 {% endif %}
 
 run_events as (
-    select * from {{ ref('stg_raw__run_events') }}
+    select * from {{ ref('int_run_events__homed') }}
     {% if is_incremental() %}
-        where {{ in_changed_runs('pipeline_id') }}
+        where {{ recorded_in_changed_runs('recorded_pipeline_id') }}
     {% endif %}
 ),
 
@@ -66,7 +72,8 @@ latest_attempt_events as (
         run_events.status,
         run_events.event_time,
         run_events.records_processed,
-        run_events.error_message
+        run_events.error_message,
+        run_events.is_aborted
     from run_events
     inner join run_summaries
         on
@@ -91,6 +98,7 @@ run_level_events_ordered as (
         event_time,
         records_processed,
         error_message,
+        is_aborted,
         {{ event_order('pipeline_id') }} as event_order
     from latest_attempt_events
     where stage_id is null
@@ -102,7 +110,8 @@ final_terminal_events as (
         status,
         event_time,
         records_processed,
-        error_message
+        error_message,
+        is_aborted
     from run_level_events_ordered
     where {{ is_terminal('status') }}
     order by pipeline_id, event_order
@@ -120,24 +129,28 @@ latest_attempt_stages as (
             and pipeline_stages.run_attempt = run_summaries.attempts
 ),
 
+{# Rule 3's fallback: the latest-completed stage that reported a count (a
+    stage that reports none, such as a test, says nothing about records). #}
 last_completed_stages as (
     select distinct on (pipeline_id)
         pipeline_id,
         records_processed
     from latest_attempt_stages
-    where completed_at is not null
+    where completed_at is not null and records_processed is not null
     order by
         pipeline_id asc,
         completed_at desc,
-        records_processed desc nulls last
+        records_processed desc
 ),
 
+{# An aborted stage was stopped because of another failure (a dbt node
+    skipped after an upstream error): it is never the one to blame. #}
 first_failed_stages as (
     select distinct on (pipeline_id)
         pipeline_id,
         stage_name || ': ' || error_message as error_message
     from latest_attempt_stages
-    where status = 'failed'
+    where status = 'failed' and is_aborted is not true
     order by pipeline_id, completed_at, stage_name collate "C"
 ),
 
@@ -168,6 +181,7 @@ final as (
                     first_failed_stages.error_message
                 )
         end as error_message,
+        coalesce(final_terminal_events.is_aborted, false) as is_aborted,
         runs.pipeline_name,
         runs.run_key,
         run_summaries.last_event_at,

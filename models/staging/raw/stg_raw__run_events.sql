@@ -8,6 +8,9 @@ source as (
     select * from {{ source('raw', 'run_events') }}
 ),
 
+{# The OpenLineage columns come from what the loader wrote for a RunEvent:
+    where it put the event and the whole event (attributes the loader
+    refuses on a native event, so they can be trusted). #}
 selected_columns as (
     select
         event_id,
@@ -21,7 +24,15 @@ selected_columns as (
         run_attempt,
         attributes,
         loaded_at,
-        load_xid
+        load_xid,
+        attributes ->> 'openlineage_placement' as placement,
+        (attributes -> 'openlineage' -> 'run' ->> 'runId')::uuid
+            as source_run_id,
+        (attributes #>> '{openlineage,run,facets,parent,run,runId}')::uuid
+            as source_parent_run_id,
+        coalesce(
+            attributes -> 'openlineage' ->> 'eventType' = 'ABORT', false
+        ) as is_aborted
     from source
 )
 

@@ -23,8 +23,14 @@ RAW_TABLES = (
     "raw.quarantined_events",
     "raw.parked_events",
 )
-# staging holds views over raw and the catalog seed: nothing a test could leave stale.
+# staging keeps the catalog seed (seeded once per module) and views over raw; its
+# incremental intermediate tables (int_*) are built from raw like public and marts.
 BUILT_SCHEMAS = ("public", "marts")
+BUILT_STAGING_TABLES = """
+select format('drop table %I.%I cascade', schemaname, tablename)
+from pg_tables
+where schemaname = 'staging' and tablename like 'int\\_%'
+"""
 
 RunDbt = Callable[..., None]
 
@@ -59,6 +65,8 @@ def db(database: Settings) -> Iterator[Connection]:
             identifier = sql.Identifier(schema)
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(identifier))
             conn.execute(sql.SQL("create schema {}").format(identifier))
+        for (drop,) in conn.execute(BUILT_STAGING_TABLES).fetchall():
+            conn.execute(drop)
         yield conn
 
 

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_raw__run_events') }}
 {#- Runs that are not runs: a run key that is the OpenLineage runId of events
     recorded in another run. Events name their parent or root by runId, and
     that runId became a run key before the parent's own events said where it

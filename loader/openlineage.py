@@ -93,6 +93,10 @@ def parse_run_event(document: Mapping[Any, Any]) -> Event:
     run_id = _uuid(run, "runId", "run.runId")
     job = _object(document, "job", "job", required=True)
     fields.required_name(job.get("name"), "job.name")
+    # Kept whole in raw, and read there by dbt: the identifying strings must be strings.
+    fields.optional_text(job.get("namespace"), "job.namespace")
+    fields.optional_text(document.get("producer"), "producer")
+    fields.optional_text(document.get("schemaURL"), "schemaURL")
     facets = _object(run, "facets", "run.facets")
     placement = _placement(run_id, job, facets)
     error_message, attributes = _error(facets)

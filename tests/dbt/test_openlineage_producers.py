@@ -243,7 +243,9 @@ def test_skipped_dbt_nodes_are_aborted_and_no_failure_of_their_own(built: Connec
     """Decision 4: START then ABORT for 160 skipped nodes; one node really failed."""
     rows = stages(built, DBT_STRUCTURED_FAILING)
     outcome = Counter((row["status"], row["is_aborted"]) for row in rows.values())
-    [mart] = [row for row in query(built, MART_RUNS_SQL) if row["run_key"] == DBT_STRUCTURED_FAILING]
+    [mart] = [
+        row for row in query(built, MART_RUNS_SQL) if row["run_key"] == DBT_STRUCTURED_FAILING
+    ]
     reasons = query(
         built,
         "select stage_name, failures from marts.failure_reasons"
@@ -342,7 +344,9 @@ def retarget(event: dict[str, Any], run_id: str, job_name: str, at: str) -> dict
 
 
 def without_build_columns(rows: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
-    return {key: {k: v for k, v in row.items() if k != "last_event_at"} for key, row in rows.items()}
+    return {
+        key: {k: v for k, v in row.items() if k != "last_event_at"} for key, row in rows.items()
+    }
 
 
 @pytest.mark.parametrize(

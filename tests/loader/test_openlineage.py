@@ -121,12 +121,9 @@ def task_event(event_type: str, task: str, *, minute: float, **fields: Any) -> d
     )
 
 
-def provenance(event_type: str, run_id: str, *, stage: bool = False) -> dict[str, Any]:
-    """The `attributes.openlineage` the loader keeps of an event built by `run_event`."""
-    kept = {"event_type": event_type, "run_id": run_id, "job_namespace": NAMESPACE}
-    if stage:
-        kept["parent_job_namespace"] = NAMESPACE
-    return {**kept, "producer": PRODUCER, "schema_url": RUN_EVENT_SCHEMA_URL}
+def kept(document: dict[str, Any], placement: str) -> dict[str, Any]:
+    """The attributes the loader writes for a RunEvent: all of it, and where it went."""
+    return {"openlineage": document, "openlineage_placement": placement}
 
 
 # --- the mapping, without the database -------------------------------------------------
@@ -144,7 +141,8 @@ def provenance(event_type: str, run_id: str, *, stage: bool = False) -> dict[str
     ],
 )
 def test_a_run_level_event_maps_each_event_type_to_a_status(event_type: str, status: str) -> None:
-    event = parse_event(dag_event(event_type, minute=5))
+    document = dag_event(event_type, minute=5)
+    event = parse_event(document)
 
     assert event == Event(
         event_id=derived_event_id(DAG_RUN, event_type, "2026-01-01T10:05:00+00:00"),
@@ -152,7 +150,8 @@ def test_a_run_level_event_maps_each_event_type_to_a_status(event_type: str, sta
         event_time=at(5),
         run_key=DAG_RUN,
         pipeline_name=DAG,
-        attributes={"openlineage": provenance(event_type, DAG_RUN)},
+        error_message="aborted" if event_type == "ABORT" else None,
+        attributes=kept(document, "run"),
     )
 
 
@@ -160,12 +159,13 @@ def test_a_run_level_event_maps_each_event_type_to_a_status(event_type: str, sta
 def test_an_event_with_a_parent_is_a_stage_of_the_parent_run(event_type: str) -> None:
     job_name = f"{DAG}.extract"
 
-    event = parse_event(task_event(event_type, "extract", minute=2))
+    document = task_event(event_type, "extract", minute=2)
+    event = parse_event(document)
 
     own_run = task_run(job_name)
     assert (event.run_key, event.pipeline_name, event.stage_name) == (DAG_RUN, DAG, job_name)
     assert event.event_id == derived_event_id(own_run, event_type, "2026-01-01T10:02:00+00:00")
-    assert event.attributes == {"openlineage": provenance(event_type, own_run, stage=True)}
+    assert event.attributes == kept(document, "stage")
 
 
 def test_the_event_id_is_the_same_for_the_same_instant_in_another_offset() -> None:
@@ -183,13 +183,12 @@ def test_the_event_id_is_the_same_for_the_same_instant_in_another_offset() -> No
 def test_a_fail_keeps_its_message_and_puts_the_stack_trace_in_attributes() -> None:
     trace = 'Traceback (most recent call last):\n  File "transform.py", line 9\nKeyError: "sku"'
 
-    event = parse_event(
-        task_event("FAIL", "transform", minute=4, error="KeyError: 'sku'", stack_trace=trace)
-    )
+    document = task_event("FAIL", "transform", minute=4, error="KeyError: 'sku'", stack_trace=trace)
+    event = parse_event(document)
 
     assert (event.status, event.error_message) == ("failed", "KeyError: 'sku'")
     assert event.attributes == {
-        "openlineage": provenance("FAIL", task_run(f"{DAG}.transform"), stage=True),
+        **kept(document, "stage"),
         "stack_trace": trace,
         "programming_language": "PYTHON",
     }
@@ -468,7 +467,7 @@ def test_a_failed_child_job_fails_its_stage_and_names_itself_in_the_run_error(
     assert stored == {
         "error_message": "KeyError: 'sku'",
         "attributes": {
-            "openlineage": provenance("FAIL", task_run(f"{DAG}.transform"), stage=True),
+            **kept(failure, "stage"),
             "stack_trace": trace,
             "programming_language": "PYTHON",
         },
@@ -504,8 +503,8 @@ def test_abort_fails_and_a_late_other_changes_nothing(db: Connection, run_dbt: R
 
     runs = pipelines(db)
     assert (runs[aborted_run]["status"], runs[aborted_run]["completed_at"]) == ("failed", at(3))
-    assert runs[aborted_run]["error_message"] is None
-    assert stages(db, aborted_run) == {aborted_task: stage_row("failed", 1, 2, None, None)}
+    assert runs[aborted_run]["error_message"] == "aborted"  # the producer said no more
+    assert stages(db, aborted_run) == {aborted_task: stage_row("failed", 1, 2, None, "aborted")}
     assert runs[DAG_RUN] == {
         "pipeline_name": DAG,
         "status": "completed",

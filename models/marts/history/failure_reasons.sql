@@ -27,7 +27,7 @@ failures as (
         error_message,
         completed_at
     from stage_runs
-    where status = 'failed' and not is_aborted
+    where status = 'failed' and is_aborted is not true
     union all
     select
         pipeline_id,

@@ -69,7 +69,7 @@ stage_summaries as (
         pipeline_id,
         count(*) as stage_count,
         count(*) filter (
-            where status = 'failed' and not is_aborted
+            where status = 'failed' and is_aborted is not true
         ) as failed_stage_count,
         sum(attempts - 1) as retry_count
     from pipeline_stages
@@ -85,7 +85,7 @@ first_failed_stages as (
         stage_name,
         error_message
     from pipeline_stages
-    where status = 'failed' and not is_aborted
+    where status = 'failed' and is_aborted is not true
     order by pipeline_id, completed_at, stage_name collate "C"
 ),
 

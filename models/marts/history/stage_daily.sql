@@ -26,7 +26,7 @@ daily_stages as (
         count(*) as stage_runs,
         count(*) filter (where status = 'completed') as stages_completed,
         count(*) filter (
-            where status = 'failed' and not is_aborted
+            where status = 'failed' and is_aborted is not true
         ) as stages_failed,
         count(*) filter (where is_aborted) as stages_aborted,
         count(*) filter (where completed_at is null) as stages_open,

@@ -8,8 +8,8 @@ nothing slips through: every job-supplied string (names, run keys, error message
 escaped by `loader.markup`, which treats any plain `str` as text.
 
 It reads the marts as the text report does (`schema.read_built`, with their owner's
-rights). Columns that a later version of the marts adds are shown when they exist:
-`is_aborted` on a run or a stage; the stages' `attempts` are shown today.
+rights). An aborted run or stage (an OpenLineage ABORT: stopped because of another
+failure) is marked as such beside its failed status.
 """
 
 from __future__ import annotations
@@ -100,7 +100,6 @@ group by pipeline_name, stage_name, error_signature
 order by failures desc, last_seen_at desc, error_signature
 """
 
-# `runs.*`: a column a later version adds (is_aborted) comes along when it exists.
 _RUNS = """
 select runs.*
 from marts.fct_pipeline_runs as runs
@@ -598,7 +597,7 @@ def _run_gantt(
         marks = []
         if int(stage.get("attempts") or 1) > 1:
             marks.append(element("span", f"↻ {stage['attempts']} attempts", class_="mark retry"))
-        if stage.get("is_aborted"):
+        if stage["is_aborted"]:
             marks.append(element("span", "aborted", class_="mark aborted"))
         if status == "failed":
             marks.append(element("span", "✕ failed", class_="mark failed"))
@@ -637,7 +636,7 @@ def _run_gantt(
             element("h3", run["pipeline_name"]),
             _status(run["status"]),
             _badge("stale") if run.get("is_stale") else None,
-            element("span", "aborted", class_="badge aborted") if run.get("is_aborted") else None,
+            element("span", "aborted", class_="badge aborted") if run["is_aborted"] else None,
             element("code", run["run_key"], class_="run-key"),
             class_="card-head",
         ),

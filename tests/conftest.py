@@ -8,29 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from psycopg import sql
 
 from loader import Ledger, Settings, embedded
 from loader.connection import Connection, connect, drop_database, recreate_database, resolve
 from loader.roles import create_roles
 from loader.schema import create_raw_schema
-from tests.support import dbt
-
-RAW_TABLES = (
-    "raw.run_events",
-    "raw.stages",
-    "raw.runs",
-    "raw.quarantined_events",
-    "raw.parked_events",
-)
-# staging keeps the catalog seed (seeded once per module) and views over raw; its
-# incremental intermediate tables (int_*) are built from raw like public and marts.
-BUILT_SCHEMAS = ("public", "marts")
-BUILT_STAGING_TABLES = """
-select format('drop table %I.%I cascade', schemaname, tablename)
-from pg_tables
-where schemaname = 'staging' and tablename like 'int\\_%'
-"""
+from tests.support import clear_built, dbt
 
 RunDbt = Callable[..., None]
 
@@ -60,13 +43,7 @@ def database(server: Settings, request: pytest.FixtureRequest) -> Iterator[Setti
 def db(database: Settings) -> Iterator[Connection]:
     """An autocommit connection to a raw schema emptied for this test, nothing built yet."""
     with connect(database, autocommit=True) as conn:
-        conn.execute(f"truncate {', '.join(RAW_TABLES)} restart identity")
-        for schema in BUILT_SCHEMAS:
-            identifier = sql.Identifier(schema)
-            conn.execute(sql.SQL("drop schema if exists {} cascade").format(identifier))
-            conn.execute(sql.SQL("create schema {}").format(identifier))
-        for (drop,) in conn.execute(BUILT_STAGING_TABLES).fetchall():
-            conn.execute(drop)
+        clear_built(conn)
         yield conn
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from loader import Ledger
 from loader.connection import Connection
-from tests.support import BUILD_LEDGER_TABLES, query
+from tests.support import BUILD_LEDGER_TABLES, clear_built, query
 from tests.support.contract_rules import Delivery, derive_tables
 
 pytestmark = pytest.mark.pg15
@@ -21,13 +21,14 @@ pytestmark = pytest.mark.pg15
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 
 PIPELINES_SQL = """
-select run_key, id, status, created_at, completed_at, records_processed, error_message, attempts
+select run_key, id, status, created_at, completed_at, records_processed, error_message, attempts,
+    is_aborted
 from public.pipelines
 """
 STAGES_SQL = """
 select pipelines.run_key, stages.stage_name, stages.id, stages.status, stages.error_message,
     stages.records_processed, stages.started_at, stages.completed_at, stages.attempts,
-    stages.run_attempt
+    stages.run_attempt, stages.is_aborted
 from public.pipeline_stages as stages
 inner join public.pipelines on stages.pipeline_id = pipelines.id
 """
@@ -120,6 +121,7 @@ def test_retry_that_succeeds_clears_the_error(ledger, db, run_dbt):
         "completed_at": at(4),
         "attempts": 2,
         "run_attempt": 1,
+        "is_aborted": False,
     }
 
 
@@ -148,6 +150,7 @@ def test_a_flow_that_failed_and_completed_when_retried_is_completed(ledger, db, 
         "records_processed": 40,
         "error_message": None,
         "attempts": 2,
+        "is_aborted": False,
     }
     assert (stages["run-1", "load"]["status"], stages["run-1", "load"]["run_attempt"]) == (
         "completed",
@@ -194,6 +197,7 @@ def test_a_stage_retried_in_run_attempt_2_decides_from_its_events(ledger, db, ru
         "completed_at": at(12),
         "attempts": 1,
         "run_attempt": 2,
+        "is_aborted": False,
     }
 
 
@@ -273,8 +277,7 @@ def test_any_order_batching_and_duplicates_give_the_contract_tables(
     Repeated event_ids may carry different content: the first delivery must win. The
     result must equal a full refresh on the same events, with the same ids.
     """
-    db.execute("truncate raw.run_events, raw.stages, raw.runs restart identity")
-    db.execute("drop table if exists public.pipelines, public.pipeline_stages")
+    clear_built(db)
     cuts = sorted(data.draw(st.sets(st.integers(1, len(deliveries)), max_size=2)))
     bounds = zip([0, *cuts], [*cuts, len(deliveries)], strict=True)
     batches = [deliveries[start:end] for start, end in bounds if start < end]

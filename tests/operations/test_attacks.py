@@ -144,7 +144,8 @@ def build_stand_ins(ledger_db: Ledgerdb, *, pipelines_filter: str = "true") -> N
             (1, 'nightly', 'completed', '{T0}', '{T0}', 1, null, '1');
         create view public.pipelines as
             select * from public.pipelines_built where {pipelines_filter};
-        create table public.pipeline_stages (id bigint, _load_watermark xid8);
+        create table public.pipeline_stages (
+            id bigint, pipeline_id bigint, _load_watermark xid8);
         create table marts.fct_pipeline_runs (
             pipeline_id bigint, pipeline_name text, run_key text, status text,
             last_event_at timestamptz, stage_count int, is_stale boolean,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from loader.connection import Connection
 from loader.settings import Settings
@@ -16,6 +17,34 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Builds pipelines and pipeline_stages (and the staging views they read), not the marts:
 # for tests of the contract's tables, which need neither the marts nor their seed.
 BUILD_LEDGER_TABLES = ("run", "--select", "+pipelines")
+
+
+RAW_TABLES = (
+    "raw.run_events",
+    "raw.stages",
+    "raw.runs",
+    "raw.quarantined_events",
+    "raw.parked_events",
+)
+# staging keeps the catalog seed (seeded once per module) and views over raw; its
+# incremental intermediate tables (int_*) are built from raw like public and marts.
+BUILT_SCHEMAS = ("public", "marts")
+BUILT_STAGING_TABLES = """
+select format('drop table %I.%I cascade', schemaname, tablename)
+from pg_tables
+where schemaname = 'staging' and tablename like 'int\\_%'
+"""
+
+
+def clear_built(conn: Connection) -> None:
+    """Empty raw (ids restart at 1) and drop everything dbt built from it."""
+    conn.execute(f"truncate {', '.join(RAW_TABLES)} restart identity")
+    for schema in BUILT_SCHEMAS:
+        identifier = sql.Identifier(schema)
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(identifier))
+        conn.execute(sql.SQL("create schema {}").format(identifier))
+    for (drop,) in conn.execute(BUILT_STAGING_TABLES).fetchall():
+        conn.execute(drop)
 
 
 def query(conn: Connection, statement: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:

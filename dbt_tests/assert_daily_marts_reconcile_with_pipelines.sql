@@ -41,8 +41,8 @@ stages_by_pipeline as (
         count(*) as stage_count,
         count(*) filter (
             where
-                pipeline_stages.status = 'failed'
-                and not pipeline_stages.is_aborted
+            pipeline_stages.status = 'failed'
+            and not pipeline_stages.is_aborted
         ) as failed
     from pipeline_stages
     inner join pipelines

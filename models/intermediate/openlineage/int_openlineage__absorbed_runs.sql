@@ -53,11 +53,7 @@ pairs as (
         runs.pipeline_id as absorbed_pipeline_id,
         run_ids.pipeline_id as home_pipeline_id,
         run_ids.stage_id as home_stage_id
-    {% if is_incremental() %}
-        from new_run_ids as run_ids
-    {% else %}
-        from run_ids
-    {% endif %}
+    from {{ 'new_run_ids' if is_incremental() else 'run_ids' }} as run_ids
     inner join runs
         on run_ids.run_key = runs.run_key
     where run_ids.pipeline_id != runs.pipeline_id

@@ -42,7 +42,10 @@ candidates as (
             built.stage_id,
             built.placement
         from {{ this }} as built
-        where built.source_run_id in (select source_run_id from new_events)
+        where
+            built.source_run_id in (
+                select new_events.source_run_id from new_events
+            )
     {% endif %}
 ),
 

@@ -25,11 +25,11 @@ homed as (
         events.pipeline_id as recorded_pipeline_id,
         coalesce(absorbed_runs.home_pipeline_id, events.pipeline_id)
             as pipeline_id,
-        case
-            when absorbed_runs.home_stage_id is not null
-                then absorbed_runs.home_stage_id
-            else coalesce(same_named_stages.stage_id, events.stage_id)
-        end as stage_id,
+        coalesce(
+            absorbed_runs.home_stage_id,
+            same_named_stages.stage_id,
+            events.stage_id
+        ) as stage_id,
         case
             when absorbed_runs.home_stage_id is not null then 'activity'
             else events.placement

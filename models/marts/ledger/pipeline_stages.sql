@@ -71,13 +71,14 @@ activity_homes (pipeline_id, source_run_id, stage_id, depth) as (
         tops.stage_id,
         0
     from activity_runs as tops
-    where not exists (
-        select 1
-        from activity_runs as parents
-        where
-            parents.pipeline_id = tops.pipeline_id
-            and parents.source_run_id = tops.source_parent_run_id
-    )
+    where
+        not exists (
+            select 1
+            from activity_runs as parents
+            where
+                parents.pipeline_id = tops.pipeline_id
+                and parents.source_run_id = tops.source_parent_run_id
+        )
     union all
     select
         children.pipeline_id,

@@ -30,7 +30,7 @@ typed as (
         run_event #>> '{job,namespace}' as job_namespace,
         run_event #>> '{job,name}' as job_name,
         run_event #>> '{job,facets,jobType,jobType}' as job_type,
-        run_event #>> '{job,facets,jobType,integration}' as integration,
+        run_event #>> '{job,facets,jobType,integration}' as job_integration,
         (run_event #>> '{run,facets,parent,run,runId}')::uuid as parent_run_id,
         run_event #>> '{run,facets,parent,job,name}' as parent_job_name,
         (run_event #>> '{run,facets,parent,root,run,runId}')::uuid
@@ -51,7 +51,7 @@ typed as (
         run_event #>> '{run,facets,errorMessage,message}' as error_message,
         run_event -> 'inputs' as inputs,
         run_event -> 'outputs' as outputs,
-        run_event ->> 'producer' as producer,
+        run_event ->> 'producer' as producer_url,
         run_event
     from documents
 )

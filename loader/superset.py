@@ -179,9 +179,11 @@ DATASETS: tuple[Dataset, ...] = (
             Metric(
                 "period_success_rate",
                 "Success rate",
-                _success_rate("stages_completed", "stages_failed"),
+                # An aborted stage is no failure of its own, but not a success either.
+                _success_rate("stages_completed", "stages_failed + stages_aborted"),
                 ".1%",
-                "Completed over finished stages in the period (a ratio of sums).",
+                "Completed over finished stages in the period, aborted ones included"
+                " (a ratio of sums).",
             ),
         ),
     ),

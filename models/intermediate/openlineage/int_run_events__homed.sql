@@ -15,8 +15,8 @@ absorbed_runs as (
     select * from {{ ref('int_openlineage__absorbed_runs') }}
 ),
 
-stages as (
-    select * from {{ ref('stg_raw__stages') }}
+absorbed_stages as (
+    select * from {{ ref('int_openlineage__absorbed_stages') }}
 ),
 
 homed as (
@@ -27,7 +27,7 @@ homed as (
             as pipeline_id,
         coalesce(
             absorbed_runs.home_stage_id,
-            same_named_stages.stage_id,
+            absorbed_stages.home_stage_id,
             events.stage_id
         ) as stage_id,
         case
@@ -49,14 +49,8 @@ homed as (
     from events
     left join absorbed_runs
         on events.pipeline_id = absorbed_runs.absorbed_pipeline_id
-    left join stages as recorded_stages
-        on
-            absorbed_runs.home_stage_id is null
-            and events.stage_id = recorded_stages.stage_id
-    left join stages as same_named_stages
-        on
-            absorbed_runs.home_pipeline_id = same_named_stages.pipeline_id
-            and recorded_stages.stage_name = same_named_stages.stage_name
+    left join absorbed_stages
+        on events.stage_id = absorbed_stages.absorbed_stage_id
 )
 
 select * from homed

@@ -71,6 +71,7 @@ class Backoff:
         self.cap = cap
         self.failures = 0
         self._next_attempt = 0.0
+        self._probing = False
         self._lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -83,6 +84,35 @@ class Backoff:
             self.failures += 1
             delay = min(self.cap, self.first * 2.0 ** min(self.failures - 1, 32))
             self._next_attempt = time.monotonic() + random.uniform(delay / 2, delay)
+
+    def probe(self, settings: Settings) -> None:
+        """Try a connect on a thread of its own, once the wait is over; one at a time.
+
+        During an outage a caller never waits for a connect again: it spools, and the
+        probe's answer decides whether the next call connects. So an outage costs a
+        process one connect timeout, however long it lasts.
+        """
+        with self._lock:
+            if self._probing or self.remaining() > 0:
+                return
+            self._probing = True
+        threading.Thread(
+            target=self._probe, args=(settings,), name="ledger-probe", daemon=True
+        ).start()
+
+    def _probe(self, settings: Settings) -> None:
+        try:
+            connection.open_connection(connection.resolve(settings), autocommit=True).close()
+        except TransientError:
+            self.failed()
+        except Exception:  # anything else is for the next real call to report
+            logger.debug("the probe's connect failed", exc_info=True)
+            self.failed()
+        else:
+            self.succeeded()
+        finally:
+            with self._lock:
+                self._probing = False
 
     def adopt(self, failures: int, remaining: float) -> None:
         """Take on another process's backoff (its failures, its seconds left), if longer."""
@@ -259,14 +289,17 @@ class Delivery:
         return conn
 
     def _connection_unless_backing_off(self) -> Connection:
-        """Return the connection, or raise TransientError at once while backing off."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            wait = self._backoff.remaining()
-            if wait > 0:
-                raise TransientError(
-                    f"the ledger's database was unreachable moments ago; next attempt in"
-                    f" {wait:.1f} s"
-                )
+        """Return the connection, or raise TransientError at once during an outage.
+
+        Once a connect failed in this process (or the process adopted another's outage),
+        only the background probe connects, until it succeeds.
+        """
+        unconnected = self._conn is None or self._conn.closed or self._conn.broken
+        if unconnected and self._backoff.failures > 0:
+            self._backoff.probe(self.settings)
+            raise TransientError(
+                "the ledger's database was unreachable moments ago; trying again in the background"
+            )
         return self.connection()
 
     def _deliver_others(self) -> None:

@@ -69,6 +69,15 @@ def nightly_job(ledger: Ledger, between_stages: Callable[[int], None]) -> None:
     run.completed(at=at(60))
 
 
+def wait_until_probed(settings: Settings) -> None:
+    backoff = backoff_for(settings)
+    deadline = time.monotonic() + 10 * settings.connect_timeout
+    while backoff.failures and time.monotonic() < deadline:
+        time.sleep(backoff.remaining() + 0.05)
+        backoff.probe(settings)
+    assert not backoff.failures, "the probe did not see the database come back"
+
+
 def derived_tables(settings: Settings, target: Path) -> dict[str, list[dict[str, Any]]]:
     dbt(settings, target, *BUILD_LEDGER_TABLES)
     with connect(settings) as conn:
@@ -97,9 +106,10 @@ def test_a_stopped_server_loses_and_doubles_nothing(server_dir, undisturbed, tmp
             embedded.stop(server_dir)
         if stage_number == 1:
             embedded.start(server_dir)
-            # After a failed connect the ledger spools at once for a while (backoff); the
-            # job's first call after it delivers the spool, then its own events.
-            time.sleep(backoff_for(settings).remaining())
+            # After a failed connect the ledger spools and only a background probe
+            # connects (after a backoff). The job goes on for a moment, as jobs do; its
+            # first call after the probe answered delivers the spool, then its own events.
+            wait_until_probed(settings)
 
     with caplog.at_level(logging.WARNING, logger="loader"), Ledger(settings) as ledger:
         nightly_job(ledger, outage)  # the job finishes: no exception reaches it

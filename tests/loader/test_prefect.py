@@ -9,7 +9,10 @@ flow and task runs read back through Prefect's client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import multiprocessing
 import os
+import pickle
 import signal
 import tempfile
 import threading
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 # Prefect reads its settings at import: a private home, the ephemeral API, quiet logs.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
@@ -38,10 +41,13 @@ from prefect.exceptions import TerminationSignal
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from loader import Ledger, Settings, embedded
+from loader import prefect as prefect_hooks
 from loader.connection import Connection, connect
+from loader.delivery import FIRST_RETRY_DELAY, backoff_for
 from loader.prefect import ledger_flow, ledger_task, records
 from tests.conftest import RunDbt
 from tests.support import BUILD_LEDGER_TABLES, dbt, query
+from tests.support.gate import Gate
 from tests.support.own_server import fresh_database
 
 # Prefect's own client leaves a socket of its ephemeral API to the garbage collector.
@@ -479,3 +485,85 @@ def test_a_database_stop_in_the_middle_of_a_flow(server_dir: Path, tmp_path: Pat
     assert close(got["stages"]["Spark Processing"]["completed_at"], spark_run.end_time)
     (subflow,) = prefect["subflows"]
     assert close(got["stages"]["publish"]["completed_at"], subflow.end_time)
+
+
+@task(**ledger_task("Spark Processing"))
+def spark_outlasting_the_first_backoff(rows: int) -> int:
+    time.sleep(FIRST_RETRY_DELAY + 0.2)  # the next event comes after any first backoff
+    return rows
+
+
+def test_a_database_that_never_answers_costs_the_flow_one_timeout(
+    database: Settings, db: Connection, run_dbt: RunDbt, tmp_path: Path
+) -> None:
+    """Every connect waits its whole timeout (a server that accepts and never answers).
+
+    The flow pays one: its events spool, and later connects are the background probe's,
+    however long the outage. Flushed afterwards, the spooled events give the tables of
+    an undisturbed run.
+    """
+    timeout = 3.0
+
+    def run_flow(settings: Settings) -> tuple[UUID, float]:
+        settings = dataclasses.replace(settings, connect_timeout=timeout, spool_dir=tmp_path)
+        with Ledger(settings) as gated_ledger:
+
+            @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=gated_ledger))
+            def daily_sales() -> int:
+                rows = sum(f.result() for f in [ingest.submit(p) for p in range(3)])
+                return publish(spark_outlasting_the_first_backoff(rows))
+
+            began = time.monotonic()
+            state = daily_sales(return_state=True)
+            elapsed = time.monotonic() - began
+        assert state.is_completed()
+        assert state.state_details.flow_run_id is not None
+        return state.state_details.flow_run_id, elapsed
+
+    run_flow(database)  # Prefect's ephemeral API starts with a module's first flow
+    calm_id, calm_seconds = run_flow(database)
+    with Gate(database, mode="silent") as silent_gate:
+        silent_id, silent_seconds = run_flow(silent_gate.settings())
+        assert silent_seconds <= calm_seconds + timeout + 1.5, (silent_seconds, calm_seconds)
+        assert count_rows(db, str(silent_id)) == 0
+        silent_gate.mode = "open"
+        spooled = silent_gate.settings(spool_dir=tmp_path)
+        with Ledger(spooled, source="flush") as flusher:
+            flusher.flush()
+
+    calm, silent = derived(db, run_dbt, str(calm_id)), derived(db, run_dbt, str(silent_id))
+    same = ("status", "attempts", "records_processed", "error_message")
+    assert {k: silent["run"][k] for k in same} == {k: calm["run"][k] for k in same}
+    assert {name: {k: s[k] for k in same} for name, s in silent["stages"].items()} == {
+        name: {k: s[k] for k in same} for name, s in calm["stages"].items()
+    }
+
+
+def count_rows(conn: Connection, run_key: str) -> int:
+    [row] = query(
+        conn,
+        "select count(*) as n from raw.run_events as events"
+        " inner join raw.runs on runs.pipeline_id = events.pipeline_id where runs.run_key = %s",
+        [run_key],
+    )
+    return int(row["n"])
+
+
+def failures_seen_by_a_spawned_worker(pickled_hooks: bytes) -> int:
+    """In a fresh interpreter: unpickle a task's hooks as a process pool's worker does."""
+    hooks = pickle.loads(pickled_hooks)  # our own bytes, from the test
+    return backoff_for(hooks.scope[1].run.ledger.settings).failures
+
+
+def test_a_spawned_worker_adopts_the_flows_outage(database: Settings, tmp_path: Path) -> None:
+    """A worker started by spawn (not fork) inherits nothing: the hooks carry the outage."""
+    with Gate(database, mode="refuse") as gate:
+        settings = gate.settings(spool_dir=tmp_path / "spool")
+        with Ledger(settings) as failing:
+            failing.emit({"run_key": "pooled", "pipeline_name": "p", "status": "running"})
+            assert backoff_for(settings).failures == 1
+            scope = prefect_hooks._Scope(failing.attach("pooled"), "", None, 1)
+            hooks = prefect_hooks._TaskHooks("Data Ingestion", None, 0, (uuid4(), scope))
+            pickled = pickle.dumps(hooks)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(failures_seen_by_a_spawned_worker, (pickled,)) == 1

@@ -7,7 +7,9 @@ the same address, without stopping a server other modules use. `Gate` listens on
 - "open": forwards every connection to the database (TCP or unix socket);
 - "refuse": accepts and closes at once (the database is down: calls fail fast);
 - "blackhole": never accepts (the kernel completes the handshake and nothing answers:
-  every connect waits for its timeout).
+  every connect waits for its timeout);
+- "silent": accepts, counts (`accepted`) and never answers: every connect waits for its
+  timeout, and the test knows how many there were.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Literal
 
 from loader.settings import Settings
 
-Mode = Literal["open", "refuse", "blackhole"]
+Mode = Literal["open", "refuse", "blackhole", "silent"]
 
 
 class Gate:
@@ -35,6 +37,8 @@ class Gate:
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = int(self._listener.getsockname()[1])
         self._stopped = threading.Event()
+        self.accepted = 0
+        self._held: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, name="gate", daemon=True)
         self._thread.start()
 
@@ -54,6 +58,8 @@ class Gate:
         self._stopped.set()
         self._thread.join()
         self._listener.close()
+        for held in self._held:
+            held.close()
 
     def _serve(self) -> None:
         while not self._stopped.is_set():
@@ -64,6 +70,10 @@ class Gate:
             if not ready:
                 continue
             client, _ = self._listener.accept()
+            self.accepted += 1
+            if self.mode == "silent":
+                self._held.append(client)
+                continue
             if self.mode == "refuse":
                 client.close()
                 continue

@@ -37,6 +37,7 @@ from uuid import UUID
 from prefect import Flow, Task
 from prefect._internal.result_records import ResultRecord
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.task_runners import TaskRunner
@@ -85,6 +86,10 @@ class _Scope:
     """This flow run's try."""
     running: dict[str, int] = field(default_factory=dict)
     """Stages started in this process and not ended: name → attempt."""
+    submitted: dict[UUID, str] = field(default_factory=dict)
+    """Task runs handed to the task runner: id → stage name. A process pool's worker
+    records its stages itself; one that dies records nothing more, so the flow's end
+    asks Prefect which of them never finished."""
 
 
 _lock = threading.Lock()
@@ -210,8 +215,9 @@ class _FlowHooks:
         waits for Cancelled (up to 2 s, else Cancelling's time) and records then.
         """
         with _lock:
-            if flow_run.id not in _scopes:
-                return None
+            known = flow_run.id in _scopes
+        if not known:
+            return self._cancelled_elsewhere(flow_run, state)
 
         def wait_then_record() -> None:
             final = state
@@ -229,6 +235,22 @@ class _FlowHooks:
 
         threading.Thread(target=wait_then_record, name="ledger-cancelled").start()
         return None
+
+    def _cancelled_elsewhere(self, flow_run: FlowRun, state: State) -> Any:
+        """Fail the run of a flow whose process this is not (a runner or worker that owns
+        cancellation kills the flow's process and calls the hook itself, at Cancelled).
+
+        The stages it left open are not known here: they stay as last recorded.
+        """
+        if flow_run.parent_task_run_id is not None:
+            return None  # a subflow is a stage of its root run, recorded by its process
+        error = _state_error(state)
+
+        def call() -> None:
+            run = self.ledger.attach(str(flow_run.id), run_attempt=max(flow_run.run_count, 1))
+            run.failed(error, at=state.timestamp)
+
+        return _deliver(self.ledger, call)
 
     def _end(self, flow_run: FlowRun, state: State, status: str) -> Any:
         with _lock:
@@ -464,7 +486,13 @@ class _NumberingRunner(TaskRunner[Any]):
         wait_for: Any = None,
         dependencies: Any = None,
     ) -> Any:
-        return self.inner.submit(self._numbered(task), parameters, wait_for, dependencies)
+        numbered, name, scope = self._numbered(task)
+        future = self.inner.submit(numbered, parameters, wait_for, dependencies)
+        task_run_id = getattr(future, "task_run_id", None)
+        if scope is not None and name is not None and task_run_id is not None:
+            with _lock:
+                scope.submitted[task_run_id] = name
+        return future
 
     def __enter__(self) -> _NumberingRunner:
         self.inner.__enter__()
@@ -482,10 +510,11 @@ class _NumberingRunner(TaskRunner[Any]):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def _numbered(self, task: Task[Any, Any]) -> Task[Any, Any]:
+    def _numbered(self, task: Task[Any, Any]) -> tuple[Task[Any, Any], str | None, _Scope | None]:
+        """The task with hooks that know its number; its stage name and flow run's scope."""
         ours = _task_hooks(task)
         if ours is None:
-            return task
+            return task, None, None
         key = ours.stage_name or task.name
         with self._counts_lock:
             index = self._counts.get(key, 0)
@@ -506,12 +535,15 @@ class _NumberingRunner(TaskRunner[Any]):
                 for hook in hooks
             ]
 
-        return task.with_options(
+        renamed = task.with_options(
             on_running=swap(task.on_running_hooks),
             on_completion=swap(task.on_completion_hooks),
             on_failure=swap(task.on_failure_hooks),
             retry_condition_fn=numbered.retry_condition_fn,
         )
+        if scope is None:
+            return renamed, None, None
+        return renamed, f"{scope[1].prefix}{key}[{index}]", scope[1]
 
 
 def _task_hooks(task: Task[Any, Any]) -> _TaskHooks | None:
@@ -544,12 +576,37 @@ def _stage_record(  # noqa: PLR0917  # the event's fields, in the contract's ord
 
 
 def _close(scope: _Scope, at: datetime, error: str | None) -> None:
-    """Fail the stages still running in this flow run (tasks have no `on_crashed`)."""
+    """Fail the stages still running in this flow run (tasks have no `on_crashed`).
+
+    Those started in this process are known here; of those handed to the task runner,
+    Prefect says which never reached a final state (a killed worker reports nothing).
+    """
     with _lock:
         running = dict(scope.running)
         scope.running.clear()
+        submitted = {i: name for i, name in scope.submitted.items() if name not in running}
+        scope.submitted.clear()
+    if error is not None and submitted:
+        running.update(_unfinished(submitted))
     for name, attempt in running.items():
         _stage_record(scope.run, name, attempt, "failed", at, error or "the flow run ended")
+
+
+def _unfinished(submitted: Mapping[UUID, str]) -> dict[str, int]:
+    """The submitted task runs that Prefect has in no final state: name → try."""
+    try:
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(
+                task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=list(submitted)))
+            )
+    except Exception:  # the API is gone: nothing more to learn
+        logger.debug("cannot read the submitted task runs", exc_info=True)
+        return {}
+    return {
+        submitted[task_run.id]: max(task_run.run_count, 1)
+        for task_run in task_runs
+        if task_run.state is None or not task_run.state.is_final() or task_run.state.is_crashed()
+    }
 
 
 def _backoff_state(ledger: Ledger) -> tuple[int, float]:

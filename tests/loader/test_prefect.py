@@ -24,7 +24,10 @@ from typing import Any
 from uuid import UUID, uuid4
 
 # Prefect reads its settings at import: a private home, the ephemeral API, quiet logs.
-os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+# A process this module spawns inherits the home, and so shares the API's database.
+os.environ["PREFECT_HOME"] = os.environ.setdefault(
+    "LEDGER_TEST_PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-")
+)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
 os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"
@@ -38,6 +41,7 @@ from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.exceptions import TerminationSignal
+from prefect.states import Cancelled
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from loader import Ledger, Settings, embedded
@@ -567,3 +571,77 @@ def test_a_spawned_worker_adopts_the_flows_outage(database: Settings, tmp_path: 
             pickled = pickle.dumps(hooks)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             assert pool.apply(failures_seen_by_a_spawned_worker, (pickled,)) == 1
+
+
+@task(**ledger_task("Spark Processing"))
+def spark_killed(rows: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)  # the worker dies (OOM killer): no state, no hook
+    return rows
+
+
+def test_a_killed_process_pool_worker_leaves_no_stage_running(
+    ledger: Ledger, db: Connection, run_dbt: RunDbt
+) -> None:
+    """The worker records nothing more; the flow's end closes the stage it left open."""
+
+    @flow(
+        task_runner=ProcessPoolTaskRunner(max_workers=1),
+        **ledger_flow("daily_sales", stages=STAGES, ledger=ledger),
+    )
+    def daily_sales() -> int:
+        return spark_killed.submit(ingest.submit(0).result()).result()
+
+    state = daily_sales(return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    tables = derived(db, run_dbt, str(flow_run_id))
+    run, stages = tables["run"], tables["stages"]
+
+    assert not state.is_completed()
+    assert run["status"] == "failed"
+    assert stages["Data Ingestion[0]"]["status"] == "completed"
+    killed = stages["Spark Processing[0]"]
+    assert (killed["status"], killed["attempts"]) == ("failed", 1)
+    assert killed["error_message"] == run["error_message"]
+    assert close(killed["completed_at"], state.timestamp)
+
+
+def daily_sales_killed_midway(database: Settings) -> None:
+    """In a process of its own: the flow starts, then its process is killed in a task."""
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))
+    def daily_sales() -> None:
+        spark_killed(ingest(0))
+
+    daily_sales()
+
+
+def test_a_cancellation_its_runner_owns_fails_the_run(
+    database: Settings, db: Connection, run_dbt: RunDbt
+) -> None:
+    """A runner or worker that owns cancellation kills the flow's process and sets
+    Cancelled itself, never Cancelling in the flow's process; then it calls the flow's
+    on_cancellation hooks, as this test does."""
+    flow_process = multiprocessing.get_context("spawn").Process(
+        target=daily_sales_killed_midway, args=(database,)
+    )
+    flow_process.start()
+    flow_process.join()
+    assert flow_process.exitcode == -signal.SIGKILL
+    with get_client(sync_client=True) as client:
+        (killed,) = [r for r in client.read_flow_runs() if r.state and r.state.is_running()]
+        client.set_flow_run_state(killed.id, Cancelled(message="cancelled by its runner"))
+        killed = client.read_flow_run(killed.id)
+
+    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))
+    def daily_sales() -> None: ...
+
+    assert killed.state is not None
+    for hook in daily_sales.on_cancellation_hooks:
+        hook(daily_sales, killed, killed.state)
+    tables = derived(db, run_dbt, str(killed.id))
+    run, stages = tables["run"], tables["stages"]
+
+    assert (run["status"], run["error_message"]) == ("failed", "cancelled by its runner")
+    assert close(run["completed_at"], killed.state.timestamp)
+    assert stages["Data Ingestion"]["status"] == "completed"

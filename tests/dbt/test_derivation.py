@@ -75,7 +75,9 @@ def deliver(ledger: Ledger, deliveries: Iterable[Delivery]) -> None:
 
 def tables(conn: Connection) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], Any]]:
     runs = {row.pop("run_key"): row for row in query(conn, PIPELINES_SQL)}
-    stages = {(row.pop("run_key"), row.pop("stage_name")): row for row in query(conn, STAGES_SQL)}
+    rows = query(conn, STAGES_SQL)
+    stages = {(row.pop("run_key"), row.pop("stage_name")): row for row in rows}
+    assert len(stages) == len(rows), "a stage name twice in one run"
     return runs, stages
 
 

@@ -44,8 +44,9 @@ def run_event(
     *,
     parent: tuple[str, str] | None = None,
     root: tuple[str, str] | None = None,
+    airflow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    facets: dict[str, Any] = {}
+    facets: dict[str, Any] = dict(airflow or {})
     if parent is not None:
         facets["parent"] = {
             "run": {"runId": parent[0]},
@@ -78,24 +79,54 @@ def node_events(
     own: str,
     parent: tuple[str, str] | None,
     root: tuple[str, str] | None,
+    *,
+    airflow: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """A node's START and perhaps its end (or, sometimes, only its end)."""
     start = draw(_minutes)
     end = draw(_ends)
+    where: dict[str, Any] = {"parent": parent, "root": root, "airflow": airflow}
     events = [] if draw(st.integers(0, 5)) == 0 and end else [
-        run_event("START", job, own, start, parent=parent, root=root)
+        run_event("START", job, own, start, **where)
     ]  # fmt: skip
     if end is not None:
-        events.append(
-            run_event(end, job, own, start + draw(st.integers(0, 3)), parent=parent, root=root)
-        )
+        events.append(run_event(end, job, own, start + draw(st.integers(0, 3)), **where))
+    return events
+
+
+@st.composite
+def airflow_dag_run(draw: st.DrawFn, dag: str) -> list[dict[str, Any]]:
+    """An Airflow DAG run, perhaps cleared and re-run: tasks with try numbers, a mapped
+    task, and a command inside a task that names the first DAG runId as its root (so
+    its run is absorbed into the DAG run, keyed by its Airflow run_id)."""
+    events: list[dict[str, Any]] = []
+    first = run_id(dag, "clear", 0)
+    for clear in range(draw(st.integers(1, 2))):
+        dag_run = {"dag_id": dag, "run_id": "scheduled_1", "clear_number": clear}
+        own = run_id(dag, "clear", clear)
+        dag_facets = {"airflowDagRun": {"dagRun": dag_run}}
+        events += draw(node_events(dag, own, None, None, airflow=dag_facets))
+        tasks = st.sampled_from([("extract", None), ("partition", 0), ("partition", 1)])
+        for job, map_index in draw(st.sets(tasks, min_size=1)):
+            for try_number in range(1, draw(st.integers(1, 2)) + 1):
+                task = run_id(dag, job, map_index, try_number, clear)
+                instance = {"try_number": try_number, "map_index": map_index}
+                facets = {"airflow": {"dagRun": dag_run, "taskInstance": instance}}
+                name = f"{dag}.{job}"
+                events += draw(node_events(name, task, (own, dag), (own, dag), airflow=facets))
+                if draw(st.booleans()):
+                    events += draw(node_events("command", run_id(task, "command"),
+                                               (task, name), (first, dag)))  # fmt: skip
     return events
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """One or two flows: child jobs with tries, activity below them, nested commands."""
+    """One or two flows: child jobs with tries, activity below them, nested commands;
+    and perhaps an Airflow DAG run."""
     events: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        events += draw(airflow_dag_run("dag_c"))
     for flow in draw(st.sets(st.sampled_from(["flow_a", "flow_b"]), min_size=1)):
         flow_run = run_id(flow)
         flow_ref = (flow_run, flow)

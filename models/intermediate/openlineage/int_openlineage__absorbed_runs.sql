@@ -75,6 +75,9 @@ pairs as (
     {% endif %}
 ),
 
+{# One row keeps the build's watermark when nothing was absorbed: without
+    it an empty table would send every build back to the first event. No run
+    has id 0. #}
 final as (
     select
         absorbed_pipeline_id,
@@ -82,6 +85,12 @@ final as (
         home_stage_id,
         {{ current_load_watermark() }} as _load_watermark
     from pairs
+    union all
+    select
+        0 as absorbed_pipeline_id,
+        null as home_pipeline_id,
+        null as home_stage_id,
+        {{ current_load_watermark() }} as _load_watermark
 )
 
 select * from final

@@ -49,17 +49,32 @@ candidates as (
     {% endif %}
 ),
 
+{# One row keeps the build's watermark when no RunEvent arrived: without it
+    an empty table would send every build back to the first event. #}
+watermark_row as (
+    select
+        cast('00000000-0000-0000-0000-000000000000' as uuid) as source_run_id,
+        cast(null as bigint) as pipeline_id,
+        cast(null as bigint) as stage_id,
+        cast(null as text) as placement
+),
+
 final as (
     select distinct on (source_run_id)
         source_run_id,
         {# The runId as raw.runs spells a run key (the loader's canonical
             form), for the join that finds absorbed runs. #}
-        source_run_id::text as run_key,
+        case when pipeline_id is not null then cast(source_run_id as text) end
+            as run_key,
         pipeline_id,
         stage_id,
         placement,
         {{ current_load_watermark() }} as _load_watermark
-    from candidates
+    from (
+        select * from candidates
+        union all
+        select * from watermark_row
+    ) as with_watermark
     order by source_run_id, pipeline_id, stage_id nulls first
 )
 

@@ -15,8 +15,8 @@ absorbed_runs as (
     select * from {{ ref('int_openlineage__absorbed_runs') }}
 ),
 
-absorbed_stages as (
-    select * from {{ ref('int_openlineage__absorbed_stages') }}
+stages as (
+    select * from {{ ref('stg_raw__stages') }}
 ),
 
 homed as (
@@ -25,11 +25,28 @@ homed as (
         events.pipeline_id as recorded_pipeline_id,
         coalesce(absorbed_runs.home_pipeline_id, events.pipeline_id)
             as pipeline_id,
-        coalesce(
-            absorbed_runs.home_stage_id,
-            absorbed_stages.home_stage_id,
-            events.stage_id
-        ) as stage_id,
+        {# A correlated lookup, made only for the events of a run absorbed as
+            the same run: reached through raw's (pipeline_id, stage_name) index
+            whatever the planner guesses of the absorbed runs. #}
+        case
+            when absorbed_runs.home_stage_id is not null
+                then absorbed_runs.home_stage_id
+            when absorbed_runs.absorbed_pipeline_id is not null
+                then coalesce(
+                    (
+                        select home_stages.stage_id
+                        from stages as own_stages
+                        inner join stages as home_stages
+                            on own_stages.stage_name = home_stages.stage_name
+                        where
+                            own_stages.stage_id = events.stage_id
+                            and home_stages.pipeline_id
+                            = absorbed_runs.home_pipeline_id
+                    ),
+                    events.stage_id
+                )
+            else events.stage_id
+        end as stage_id,
         case
             when absorbed_runs.home_stage_id is not null then 'activity'
             else events.placement
@@ -49,8 +66,6 @@ homed as (
     from events
     left join absorbed_runs
         on events.pipeline_id = absorbed_runs.absorbed_pipeline_id
-    left join absorbed_stages
-        on events.stage_id = absorbed_stages.absorbed_stage_id
 )
 
 select * from homed

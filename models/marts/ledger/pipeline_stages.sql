@@ -38,17 +38,6 @@ stage_events as (
         {% endif %}
 ),
 
-{# By id: a stage of an absorbed run may live on in its home run. #}
-stages as (
-    select * from {{ ref('stg_raw__stages') }}
-    {% if is_incremental() %}
-        where
-            stage_id = any(
-                array(select stage_events.stage_id from stage_events)
-            )
-    {% endif %}
-),
-
 {# Activity (an event deeper than a stage) is recorded under the stage its
     parent job names; when that parent is itself activity of this run (dbt's
     nodes under a dbt command that ran inside an Airflow task), it belongs to
@@ -224,9 +213,15 @@ deciding_events as (
 
 final as (
     select
-        stages.stage_id as id,
+        deciding_events.stage_id as id,
         deciding_events.pipeline_id,
-        stages.stage_name,
+        {# A lookup by primary key per stage: a join was planned as a nested
+            loop over both sides (the planner expects a few stages). #}
+        (
+            select stage_names.stage_name
+            from {{ ref('stg_raw__stages') }} as stage_names
+            where stage_names.stage_id = deciding_events.stage_id
+        ) as stage_name,
         case
             when deciding_events.is_terminal then deciding_events.status
             when deciding_events.has_running_event then 'running'
@@ -259,8 +254,6 @@ final as (
         deciding_events.last_event_at,
         {{ current_load_watermark() }} as _load_watermark
     from deciding_events
-    inner join stages
-        on deciding_events.stage_id = stages.stage_id
 )
 
 select * from final

@@ -31,7 +31,7 @@ MARTS = (
     "pipeline_health",
 )
 # What differs between two builds of the same events: when they ran.
-BUILD_COLUMNS = frozenset({"_load_watermark"})
+BUILD_COLUMNS = frozenset({"_load_watermark", "_measured_watermark"})
 
 
 def ago(**delta: float) -> datetime:

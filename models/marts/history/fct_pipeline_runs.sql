@@ -1,7 +1,7 @@
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='pipeline_id',
-    post_hook="{{ delete_absorbed_runs('pipeline_id') }}",
+    pre_hook="{{ delete_absorbed_runs('pipeline_id') }}",
     indexes=[
         {'columns': ['pipeline_id'], 'unique': True},
         {'columns': ['pipeline_name', 'run_date']},
@@ -9,6 +9,7 @@
         {'columns': ['pipeline_name', 'completed_at']},
         {'columns': ['completed_at']},
         {'columns': ['_load_watermark']},
+        {'columns': ['_measured_watermark']},
     ],
 ) }}
 
@@ -106,7 +107,7 @@ timed_runs as (
         on pipelines.id = first_running_events.pipeline_id
 ),
 
-final as (
+derived_runs as (
     select
         timed_runs.id as pipeline_id,
         timed_runs.run_key,
@@ -150,6 +151,38 @@ final as (
         on timed_runs.id = stage_summaries.pipeline_id
     left join first_failed_stages
         on timed_runs.id = first_failed_stages.pipeline_id
+),
+
+{# _measured_watermark moves only when what run_anomalies measures moved:
+    a late heartbeat re-derives a finished run without changing anyone's
+    baseline, and must not make run_anomalies rescore weeks of runs. #}
+final as (
+    select
+        derived_runs.*,
+        {% if is_incremental() %}
+            case
+                when
+                    previous_runs.status = derived_runs.status
+                    and previous_runs.created_at = derived_runs.created_at
+                    and not (
+                        previous_runs.records_processed
+                        is distinct from derived_runs.records_processed
+                    )
+                    and not (
+                        previous_runs.duration_seconds
+                        is distinct from derived_runs.duration_seconds
+                    )
+                    then previous_runs._measured_watermark
+                else derived_runs._load_watermark
+            end as _measured_watermark
+        {% else %}
+            derived_runs._load_watermark as _measured_watermark
+        {% endif %}
+    from derived_runs
+    {% if is_incremental() %}
+        left join {{ this }} as previous_runs
+            on derived_runs.pipeline_id = previous_runs.pipeline_id
+    {% endif %}
 )
 
 select * from final

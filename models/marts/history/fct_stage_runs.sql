@@ -4,7 +4,7 @@
 {{ config(
     incremental_strategy='delete+insert',
     unique_key='pipeline_id',
-    post_hook="{{ delete_absorbed_runs('pipeline_id') }}",
+    pre_hook="{{ delete_absorbed_runs('pipeline_id') }}",
     indexes=[
         {'columns': ['stage_id'], 'unique': True},
         {'columns': ['pipeline_id']},

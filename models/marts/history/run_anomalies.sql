@@ -40,18 +40,20 @@ all_measurements as not materialized (
 ),
 
 {% if is_incremental() %}
-    {# A finished run re-derived since this model's last build changes the
+    {# A finished run whose measurements (status, created_at, records,
+        duration) changed since this model's last build changes the
         baselines of the runs after it, so each of its pipelines is rescored
         from its earliest such run on (created_at only moves earlier, so that
-        also covers where the run used to be). Runs rebuilt only because
-        they are still open are in no baseline. #}
+        also covers where the run used to be). A run re-derived with the same
+        measurements (a late heartbeat) changes no baseline; runs rebuilt only
+        because they are still open are in none. #}
     rescored_pipelines as (
         select
             pipeline_name,
             min(created_at) as rescored_from
         from {{ ref('fct_pipeline_runs') }}
         where
-            {{ loaded_since_previous_build('_load_watermark', 'bigint') }}
+            {{ loaded_since_previous_build('_measured_watermark', 'bigint') }}
             and completed_at is not null
         group by pipeline_name
     ),

@@ -3,7 +3,7 @@
     re-homed once its parent's events arrived) disappears. #}
 {{ config(
     unique_key='pipeline_id',
-    post_hook="{{ delete_absorbed_runs('pipeline_id') }}",
+    pre_hook="{{ delete_absorbed_runs('pipeline_id') }}",
     indexes=[
         {'columns': ['id'], 'unique': True},
         {'columns': ['pipeline_id']},

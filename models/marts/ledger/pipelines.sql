@@ -1,6 +1,6 @@
 {{ config(
     unique_key='id',
-    post_hook="{{ delete_absorbed_runs('id') }}",
+    pre_hook="{{ delete_absorbed_runs('id') }}",
     indexes=[
         {'columns': ['id'], 'unique': True},
         {'columns': ['_load_watermark']},

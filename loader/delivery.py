@@ -103,9 +103,7 @@ class Backoff:
     def _probe(self, settings: Settings) -> None:
         try:
             connection.open_connection(connection.resolve(settings), autocommit=True).close()
-        except TransientError:
-            self.failed()
-        except Exception:  # anything else is for the next real call to report
+        except Exception:  # whatever failed, the next real call reports it
             logger.debug("the probe's connect failed", exc_info=True)
             self.failed()
         else:

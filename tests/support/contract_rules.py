@@ -63,9 +63,14 @@ def _numbered(events: Sequence[Delivery]) -> list[Delivery]:
     counts as running, with no records and no error.
     """
     began: dict[str, datetime] = {}
+    tries: dict[int, set[tuple[datetime, str]]] = {}
     for e in events:
         if e.placement == "stage" and e.source_run_id is not None:
             began[e.source_run_id] = min(began.get(e.source_run_id, e.event_time), e.event_time)
+    for e in events:
+        if e.placement == "stage" and e.source_run_id is not None:
+            tries.setdefault(e.run_attempt, set()).add((began[e.source_run_id], e.source_run_id))
+    ordered = {run_attempt: sorted(runs) for run_attempt, runs in tries.items()}
     numbered = []
     for event in events:
         if event.placement == "activity":
@@ -73,13 +78,9 @@ def _numbered(events: Sequence[Delivery]) -> list[Delivery]:
                 event, attempt=0, status="running", records_processed=None, error_message=None
             )
         elif event.placement == "stage" and event.source_run_id is not None:
-            tries = sorted(
-                {(began[o.source_run_id], o.source_run_id) for o in events
-                 if o.placement == "stage" and o.source_run_id is not None
-                 and o.run_attempt == event.run_attempt}
-            )  # fmt: skip
             own = (began[event.source_run_id], event.source_run_id)
-            event = replace(event, attempt=tries.index(own) + 1)  # noqa: PLW2901
+            attempt = ordered[event.run_attempt].index(own) + 1
+            event = replace(event, attempt=attempt)  # noqa: PLW2901
         numbered.append(event)
     return numbered
 

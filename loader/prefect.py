@@ -17,7 +17,10 @@ the `timestamp` of Prefect's own state. Hooks never fail a flow: a ledger error 
 Prefect calls no `on_failure` for a try it retries: a task's failed try is recorded from
 its `retry_condition_fn` (yours, if any, still decides), a flow's from its AwaitingRetry
 state when the next try starts. Tasks have no `on_crashed`: the flow's crash, failure or
-cancellation closes the stages still running in this process. See docs/prefect.md.
+cancellation closes the stages still running in this process. A runner or worker that
+owns cancellation kills the flow's process and calls `on_cancellation` in its own: that
+closes the stages Prefect has running, named from the flow's source and from the tag
+`ledger-stage:<task>[<n>]` a run handed to the task runner carries. See docs/prefect.md.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from uuid import UUID
 from prefect import Flow, Task
 from prefect._internal.result_records import ResultRecord
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentTaskRunId,
+    TaskRunFilter,
+    TaskRunFilterId,
+)
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.task_runners import TaskRunner
@@ -53,6 +62,9 @@ T = TypeVar("T", bound=Task[Any, Any])
 Hook = Callable[..., Any]
 
 _FLOW_RETRY_PREFIX = "Flow run encountered an exception: "
+_STAGE_TAG = "ledger-stage:"
+"""A run handed to the task runner carries its stage's name (without a subflow's prefix)
+as a Prefect tag: a runner's process, which never saw the run, reads it back."""
 
 
 def records(count: int) -> None:
@@ -217,7 +229,7 @@ class _FlowHooks:
         with _lock:
             known = flow_run.id in _scopes
         if not known:
-            return self._cancelled_elsewhere(flow_run, state)
+            return self._cancelled_elsewhere(flow, flow_run, state)
 
         def wait_then_record() -> None:
             final = state
@@ -236,18 +248,19 @@ class _FlowHooks:
         threading.Thread(target=wait_then_record, name="ledger-cancelled").start()
         return None
 
-    def _cancelled_elsewhere(self, flow_run: FlowRun, state: State) -> Any:
+    def _cancelled_elsewhere(self, flow: Flow[Any, Any], flow_run: FlowRun, state: State) -> Any:
         """Fail the run of a flow whose process this is not (a runner or worker that owns
-        cancellation kills the flow's process and calls the hook itself, at Cancelled).
-
-        The stages it left open are not known here: they stay as last recorded.
+        cancellation kills the flow's process and calls the hook itself, at Cancelled),
+        and the stages Prefect has still running in it.
         """
         if flow_run.parent_task_run_id is not None:
-            return None  # a subflow is a stage of its root run, recorded by its process
+            return None  # a subflow is a stage of its root run: its root closes it
         error = _state_error(state)
 
         def call() -> None:
             run = self.ledger.attach(str(flow_run.id), run_attempt=max(flow_run.run_count, 1))
+            for name, attempt in _left_open(flow, flow_run.id).items():
+                _stage_record(run, name, attempt, "failed", state.timestamp, error)
             run.failed(error, at=state.timestamp)
 
         return _deliver(self.ledger, call)
@@ -540,6 +553,7 @@ class _NumberingRunner(TaskRunner[Any]):
             on_completion=swap(task.on_completion_hooks),
             on_failure=swap(task.on_failure_hooks),
             retry_condition_fn=numbered.retry_condition_fn,
+            tags={*task.tags, f"{_STAGE_TAG}{key}[{index}]"},
         )
         if scope is None:
             return renamed, None, None
@@ -605,8 +619,87 @@ def _unfinished(submitted: Mapping[UUID, str]) -> dict[str, int]:
     return {
         submitted[task_run.id]: max(task_run.run_count, 1)
         for task_run in task_runs
-        if task_run.state is None or not task_run.state.is_final() or task_run.state.is_crashed()
+        if _still_open(task_run.state)
     }
+
+
+def _still_open(state: State | None) -> bool:
+    return state is None or not state.is_final() or state.is_crashed()
+
+
+def _left_open(flow: Flow[Any, Any], flow_run_id: UUID) -> dict[str, int]:
+    """The stages Prefect has not finished in a flow run and its subflows: name → try.
+
+    A task run's stage is named by its tag (a run handed to the task runner) or by the
+    ledger task the flow's source names with its `task_key`; a subflow is a stage when its
+    flow has the ledger's hooks. A run Prefect never heard of (a process killed before
+    its Running state reached the API) is not known here.
+    """
+    recorded = _recorded_flows(flow)
+    left: dict[str, int] = {}
+    try:
+        with get_client(sync_client=True) as client:
+            pending = [(flow_run_id, flow.name, "")]
+            while pending:
+                run_id, flow_name, prefix = pending.pop()
+                task_runs = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+                )
+                subflows = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        parent_task_run_id=FlowRunFilterParentTaskRunId(
+                            any_=[task_run.id for task_run in task_runs]
+                        )
+                    )
+                )
+                names = recorded.get(flow_name, {})
+                for task_run in task_runs:
+                    name = _tagged_stage(task_run) or names.get(task_run.task_key)
+                    if name is not None and _still_open(task_run.state):
+                        left[prefix + name] = max(task_run.run_count, 1)
+                for subflow in subflows:
+                    name = client.read_flow(subflow.flow_id).name
+                    if name in recorded and _still_open(subflow.state):
+                        left[prefix + name] = max(subflow.run_count, 1)
+                    pending.append((subflow.id, name, f"{prefix}{name}/"))
+    except Exception:  # the API is gone: the run is failed all the same
+        logger.debug("cannot read what %s left running", flow_run_id, exc_info=True)
+    return left
+
+
+def _tagged_stage(task_run: TaskRun) -> str | None:
+    for tag in task_run.tags:
+        if tag.startswith(_STAGE_TAG):
+            return tag.removeprefix(_STAGE_TAG)
+    return None
+
+
+def _recorded_flows(flow: Flow[Any, Any]) -> dict[str, dict[str, str]]:
+    """The flow and the subflows its source names that have the ledger's hooks, by name:
+    the `task_key` → stage name of the ledger tasks each one's source names."""
+    recorded: dict[str, dict[str, str]] = {}
+    pending = [flow]
+    while pending:
+        current = pending.pop()
+        if current.name in recorded or _flow_hooks(current) is None:
+            continue
+        names = recorded[current.name] = {}
+        for value in _named_in(current.fn):
+            if isinstance(value, Flow):
+                pending.append(value)
+            elif isinstance(value, Task) and (hooks := _task_hooks(value)) is not None:
+                names[value.task_key] = hooks.stage_name or value.name
+    return recorded
+
+
+def _named_in(function: Callable[..., Any]) -> Iterator[Any]:
+    """The values a function's body names: its globals and free variables, and the
+    attributes it reads of modules among them (`tasks.ingest`)."""
+    names = inspect.getclosurevars(inspect.unwrap(function))
+    for value in [*names.nonlocals.values(), *names.globals.values()]:
+        yield value
+        if inspect.ismodule(value):
+            yield from (getattr(value, attr) for attr in names.unbound if hasattr(value, attr))
 
 
 def _backoff_state(ledger: Ledger) -> tuple[int, float]:

@@ -17,6 +17,7 @@ import signal
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,7 @@ from prefect import flow, task
 from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled
 from prefect.task_runners import ProcessPoolTaskRunner
@@ -573,10 +575,35 @@ def test_a_spawned_worker_adopts_the_flows_outage(database: Settings, tmp_path: 
             assert pool.apply(failures_seen_by_a_spawned_worker, (pickled,)) == 1
 
 
+def wait_until_prefect_has_running(count: int) -> None:
+    """Prefect learns a task run's states from events a moment later: a process killed
+    at once could leave it none, and this is about the ones it has."""
+    running_flows = FlowRunFilter(state={"type": {"any_": [StateType.RUNNING]}})
+    for _ in range(200):
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(flow_run_filter=running_flows)
+        running = [r for r in task_runs if r.state and r.state.is_running()]
+        if len(running) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"Prefect has {len(running)} of {count} task runs running")
+
+
 @task(**ledger_task("Spark Processing"))
-def spark_killed(rows: int) -> int:
-    os.kill(os.getpid(), signal.SIGKILL)  # the worker dies (OOM killer): no state, no hook
+def spark_killed(rows: int, running: int = 1) -> int:
+    wait_until_prefect_has_running(running)
+    os.kill(os.getpid(), signal.SIGKILL)  # the process dies (OOM killer): no state, no hook
     return rows
+
+
+@task(**ledger_task("Data Export"))
+def export_stalled() -> None:
+    time.sleep(60)
+
+
+@flow(**ledger_flow("daily_sales_publish"))
+def publish_killed(rows: int) -> int:
+    return spark_killed(rows, running=3)
 
 
 def test_a_killed_process_pool_worker_leaves_no_stage_running(
@@ -609,11 +636,34 @@ def test_a_killed_process_pool_worker_leaves_no_stage_running(
 def daily_sales_killed_midway(database: Settings) -> None:
     """In a process of its own: the flow starts, then its process is killed in a task."""
 
-    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))
-    def daily_sales() -> None:
-        spark_killed(ingest(0))
+    daily_sales_killed = flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))(
+        killed_midway
+    )
+    daily_sales_killed()
 
-    daily_sales()
+
+def killed_midway() -> None:
+    """A flow's body: a task handed to the task runner and a subflow's task are running
+    when the process is killed."""
+    stalled = export_stalled.submit()
+    publish_killed(ingest(0))
+    stalled.wait()
+
+
+def test_a_runners_process_names_stages_from_the_flows_source() -> None:
+    """What the runner's process has: the flow's function, the tasks and subflows it
+    names (a global, a free variable, a module's attribute)."""
+    tasks = types.ModuleType("tasks")
+    tasks.export = export  # type: ignore[attr-defined]
+
+    def body() -> None:
+        tasks.export(publish_killed(ingest(0)))
+
+    recorded = prefect_hooks._recorded_flows(flow(**ledger_flow("daily_sales"))(body))
+    assert recorded == {
+        "body": {ingest.task_key: "Data Ingestion", export.task_key: "Data Export"},
+        "publish-killed": {spark_killed.task_key: "Spark Processing"},
+    }
 
 
 def test_a_cancellation_its_runner_owns_fails_the_run(
@@ -629,13 +679,18 @@ def test_a_cancellation_its_runner_owns_fails_the_run(
     flow_process.join()
     assert flow_process.exitcode == -signal.SIGKILL
     with get_client(sync_client=True) as client:
-        (killed,) = [r for r in client.read_flow_runs() if r.state and r.state.is_running()]
+        (killed,) = [
+            r
+            for r in client.read_flow_runs()
+            if r.state and r.state.is_running() and r.parent_task_run_id is None
+        ]
         client.set_flow_run_state(killed.id, Cancelled(message="cancelled by its runner"))
         killed = client.read_flow_run(killed.id)
 
-    @flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))
-    def daily_sales() -> None: ...
-
+    # The runner loads the flow from its source, as here: not the object that ran.
+    daily_sales = flow(**ledger_flow("daily_sales", stages=STAGES, ledger=Ledger(database)))(
+        killed_midway
+    )
     assert killed.state is not None
     for hook in daily_sales.on_cancellation_hooks:
         hook(daily_sales, killed, killed.state)
@@ -645,3 +700,9 @@ def test_a_cancellation_its_runner_owns_fails_the_run(
     assert (run["status"], run["error_message"]) == ("failed", "cancelled by its runner")
     assert close(run["completed_at"], killed.state.timestamp)
     assert stages["Data Ingestion"]["status"] == "completed"
+    left_open = ["Data Export[0]", "publish-killed", "publish-killed/Spark Processing"]
+    for name in left_open:
+        stage = stages[name]
+        assert (stage["status"], stage["attempts"]) == ("failed", 1), name
+        assert stage["error_message"] == "cancelled by its runner", name
+        assert close(stage["completed_at"], killed.state.timestamp), name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import statistics
@@ -71,18 +70,23 @@ def ingest_throughput(settings: Settings, path: Path, events: int) -> tuple[floa
     return events / elapsed, usage.ru_maxrss / 1024
 
 
-def copy_throughput(settings: Settings, events: int) -> float:
-    """COPY the same number of pre-formatted rows into an empty copy of raw.run_events."""
+def copy_throughput(settings: Settings, events: int, work: Path) -> float:
+    """COPY the same number of pre-formatted rows into an empty copy of raw.run_events.
+
+    The rows wait in a file, not in this process's memory: the ingest process started
+    after this one would otherwise count this process's pages in its peak RSS (Linux
+    keeps `ru_maxrss` across the fork and exec that start it).
+    """
     null = "\\N"
-    rows = io.BytesIO()
-    for number in range(events):
-        at = (START + timedelta(seconds=number)).isoformat()
-        stage = number % 5 or null
-        rows.write(
-            f"{uuid.uuid4()}\t{number // 14 + 1}\t{stage}\trunning\t{at}"
-            f"\t{number}\t{null}\t1\t{null}\n".encode()
-        )
-    rows.seek(0)
+    rows_file = work / "copy_rows.tsv"
+    with rows_file.open("wb") as out:
+        for number in range(events):
+            at = (START + timedelta(seconds=number)).isoformat()
+            stage = number % 5 or null
+            out.write(
+                f"{uuid.uuid4()}\t{number // 14 + 1}\t{stage}\trunning\t{at}"
+                f"\t{number}\t{null}\t1\t{null}\n".encode()
+            )
     with connect(settings) as conn:
         conn.execute("create table raw.copy_baseline (like raw.run_events including all)")
         conn.commit()
@@ -91,7 +95,10 @@ def copy_throughput(settings: Settings, events: int) -> float:
             " error_message, attempt, attributes"
         )
         started = time.perf_counter()
-        with conn.cursor().copy(f"copy raw.copy_baseline ({columns}) from stdin") as copy:
+        with (
+            rows_file.open("rb") as rows,
+            conn.cursor().copy(f"copy raw.copy_baseline ({columns}) from stdin") as copy,
+        ):
             for chunk in iter(lambda: rows.read(1 << 20), b""):
                 copy.write(chunk)
         conn.commit()

@@ -72,16 +72,24 @@ class Event:
     attributes: Mapping[str, Any] | None = None
 
 
+_UUID7_RANDOM = (2**80 - 1) & ~(0xF << 76) & ~(0b11 << 62)
+"""The bits of the low 80 that are random: all but the version's 4 and the variant's 2."""
+_UUID7_MARKS = (0x7 << 76) | (0b10 << 62)
+
+
 def new_event_id() -> uuid.UUID:
-    """Return a UUIDv7: time-ordered, so new events land near each other in the primary key."""
-    unix_ms = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(os.urandom(10), "big")
-    value = (unix_ms & (2**48 - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= (random_bits >> 62 & 0xFFF) << 64  # rand_a
-    value |= 0b10 << 62  # variant
-    value |= random_bits & (2**62 - 1)  # rand_b
-    return uuid.UUID(int=value)
+    """Return a UUIDv7: time-ordered, so new events land near each other in the primary key.
+
+    48 bits of Unix milliseconds, version 7, 12 random bits, the RFC 4122 variant, 62
+    random bits. Built without `UUID(int=...)`'s range checks, which cost a bulk load
+    more than the random bytes do: the value is in range by construction.
+    """
+    unix_ms = time.time_ns() // 1_000_000 & (2**48 - 1)
+    random_bits = int.from_bytes(os.urandom(10), "big") & _UUID7_RANDOM
+    event_id = object.__new__(uuid.UUID)
+    object.__setattr__(event_id, "int", unix_ms << 80 | _UUID7_MARKS | random_bits)
+    object.__setattr__(event_id, "is_safe", uuid.SafeUUID.unknown)
+    return event_id
 
 
 def derived_event_id(*parts: str) -> uuid.UUID:

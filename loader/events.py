@@ -1,7 +1,8 @@
 """From a JSON line (or a decoded document) to a validated Event: decode, then pick the parser.
 
 A line is a native event (`loader.native`) or an OpenLineage RunEvent
-(`loader.openlineage`); this module is the one place that chooses.
+(`loader.openlineage`); this module is the one place that chooses. A plain native line
+takes the fast path (`loader.native_fast`) first.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from loader import fields
 from loader.contract import Event
 from loader.errors import BadEventError
 from loader.native import parse_native_event
+from loader.native_fast import parse_plain_line
 from loader.openlineage import is_run_event, parse_run_event
 
 
 def parse_line(line: bytes) -> Event:
     """Validate one JSON line of a bulk file into an Event, or raise BadEventError."""
+    event = parse_plain_line(line)
+    return event if event is not None else parse_any_line(line)
+
+
+def parse_any_line(line: bytes) -> Event:
+    """The general path: every line, every rule, and the reason when one breaks."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -2,7 +2,8 @@
 
 Memory is bounded whatever the input: a line is read up to the cap (`max_line_bytes`,
 `LEDGER_MAX_LINE_BYTES`) and a line over it is quarantined with only its first bytes; a
-batch ends at `batch_lines` lines or `batch_bytes` bytes. A value the database refuses
+batch ends at `batch_lines` lines or `batch_bytes` bytes, and is written while the next
+one is checked. A value the database refuses
 (one the contract lets through) costs only its line: the batch is split until the refused
 lines are alone, and they are quarantined with the database's message.
 """
@@ -10,6 +11,7 @@ lines are alone, and they are quarantined with the database's message.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import psycopg
@@ -44,22 +46,35 @@ def ingest_stream(
 ) -> LoadResult:
     """Load every line of `stream` in batches; blank lines are skipped.
 
-    A line over `max_line_bytes` (its newline not counted) is quarantined with its first
-    PREVIEW_BYTES bytes. Memory stays bounded by one batch and one line whatever the input.
+        A line over `max_line_bytes` (its newline not counted) is quarantined with its first
+        PREVIEW_BYTES bytes. Memory stays bounded by two batches (one written while the next is
+    checked) and one line, whatever the input.
     """
     total = LoadResult()
     lines = _numbered_lines(stream, max_line_bytes)
-    while batch := _next_batch(lines, batch_lines, batch_bytes):
-        candidates, rejections = validate(
-            ((n, line, line) for n, line, over in batch if over is None), parse_line
-        )
-        rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
-        rejections.sort(key=lambda rejection: rejection.line_number or 0)
-        total.add(
-            _write_isolating(
-                conn, candidates, rejections, source=source, parked_max_age=parked_max_age
+    # The database writes a batch while this thread reads and checks the next: one write
+    # in flight, so memory holds two batches and batches land in the file's order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-ingest") as writer:
+        writing: Future[LoadResult] | None = None
+        while batch := _next_batch(lines, batch_lines, batch_bytes):
+            candidates, rejections = validate(
+                ((n, line, line) for n, line, over in batch if over is None), parse_line
             )
-        )
+            rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
+            rejections.sort(key=lambda rejection: rejection.line_number or 0)
+            del batch
+            if writing is not None:
+                total.add(writing.result())
+            writing = writer.submit(
+                _write_isolating,
+                conn,
+                candidates,
+                rejections,
+                source=source,
+                parked_max_age=parked_max_age,
+            )
+        if writing is not None:
+            total.add(writing.result())
     return total
 
 

@@ -1,5 +1,7 @@
 """Write a batch of events set-based: COPY, register ids, insert, quarantine — one transaction.
 
+A clean batch of a bulk file takes the bulk path (`loader.bulk_copy`) first.
+
 The steps are SQL files in `loader/sql/writer/`; the staging table's columns are defined
 once, below, and every statement that lists them is built from that definition.
 """
@@ -13,6 +15,7 @@ from typing import Any
 from psycopg import sql
 
 from loader.batch import Candidate, LoadResult, Rejection
+from loader.bulk_copy import copy_clean_batch
 from loader.connection import Connection
 from loader.contract import DEFAULT_PARKED_MAX_AGE, Event
 from loader.locks import RUN_LOCK_SPACE
@@ -106,7 +109,12 @@ def write_batch(
             return LoadResult(accepted=distinct, duplicates=len(candidates) - distinct)
     result = LoadResult(rejections=list(rejections))
     with conn.transaction():
-        if candidates:
+        copied = None
+        if len(candidates) > _PIPELINED_BATCH_LIMIT:
+            copied = copy_clean_batch(conn, candidates, parked_max_age)
+        if copied is not None:
+            result.accepted = copied
+        elif candidates:
             result.accepted, result.unparked, outcomes = _store(conn, candidates, parked_max_age)
             parked: list[Candidate] = []
             for position, reason, is_parked in outcomes:

@@ -187,13 +187,15 @@ def test_a_backend_killed_mid_copy_loses_and_doubles_nothing(server_dir, tmp_pat
 
 
 def kill_the_copying_backend(settings: Settings) -> None:
-    """SIGKILL the backend that runs the loader's COPY, as soon as it starts."""
+    """SIGKILL the backend that runs the loader's COPY (the bulk path's into raw.run_events,
+    or the full path's into its staging table), as soon as it starts."""
     deadline = time.monotonic() + 20
     with connect(settings, autocommit=True) as watcher:
         while time.monotonic() < deadline:
             row = watcher.execute(
                 "select pid from pg_stat_activity"
-                " where query like '%%copy incoming_events%%' and pid <> pg_backend_pid()"
+                " where query ~ '^copy (incoming_events|raw\\.run_events) '"
+                " and pid <> pg_backend_pid()"
             ).fetchone()
             if row is not None:
                 os.kill(row[0], signal.SIGKILL)

@@ -21,4 +21,12 @@ set
                 || quote_literal(registered_name)
                 || ', the name this run was registered with'
     end
-where rejection is null
+where
+    rejection is null
+    -- Only the rows the case rejects: rewriting every row costs as much
+    -- as inserting it.
+    and (
+        registered_name is null and (run_key is null or pipeline_id is not null)
+        or pruned_at is not null
+        or pipeline_name != registered_name
+    )

@@ -1,0 +1,165 @@
+"""The bulk path: a clean batch resolved from its distinct keys, then one COPY into raw.
+
+A batch of a bulk file usually needs none of the full path's decisions (`loader.writer`):
+its events name their run by run_key, each run is registered or named in the batch with
+one name, and nothing is pruned, parked, repeated or stored already. Such a batch takes
+its runs' locks, registers its new runs and stages from their distinct keys and is copied
+straight into raw.run_events: no staging table, no statement over every event but the
+COPY. Anything else, a concurrent loader that registers a run or stores an event first
+included, rolls the attempt back to its savepoint and the full path decides the batch.
+The steps are SQL files in `loader/sql/bulk/`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from loader.batch import Candidate
+from loader.connection import Connection
+from loader.contract import Event
+from loader.locks import RUN_LOCK_SPACE
+from loader.sql_files import read_sql
+
+_COPY_EVENTS = (
+    "copy raw.run_events (event_id, pipeline_id, stage_id, status, event_time,"
+    " records_processed, error_message, attempt, run_attempt, attributes) from stdin"
+)
+
+
+class _FullPath(Exception):
+    """The batch needs the full path: raised inside the savepoint, to roll it back."""
+
+
+def copy_clean_batch(
+    conn: Connection, candidates: Sequence[Candidate], parked_max_age: float
+) -> int | None:
+    """Store a clean batch with one COPY, inside the caller's transaction.
+
+    Return how many events it stored (all of them), or None when it stored nothing and
+    the full path must decide the batch. Parked events past `parked_max_age` go to the
+    quarantine first, as on the full path.
+    """
+    events = [candidate.event for candidate in candidates]
+    names = _run_names(events)
+    if names is None:
+        return None
+    try:
+        with conn.transaction():
+            run_ids = _resolve_runs(conn, names, parked_max_age)
+            stage_ids = _register_stages(conn, events, run_ids)
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    read_sql("bulk/stored_event_ids"),
+                    {"event_ids": [event.event_id for event in events]},
+                )
+                if cursor.fetchone() is not None:
+                    raise _FullPath
+                with cursor.copy(_COPY_EVENTS) as copy:
+                    for event in events:
+                        pipeline_id = run_ids[event.run_key]  # type: ignore[index]
+                        copy.write_row(
+                            (
+                                event.event_id,
+                                pipeline_id,
+                                None
+                                if event.stage_name is None
+                                else stage_ids[pipeline_id, event.stage_name],
+                                event.status,
+                                event.event_time,
+                                event.records_processed,
+                                event.error_message,
+                                event.attempt,
+                                event.run_attempt,
+                                None if event.attributes is None else json.dumps(event.attributes),
+                            )
+                        )
+    except _FullPath:
+        return None
+    except psycopg.errors.UniqueViolation:  # a concurrent loader stored an event first
+        return None
+    return len(events)
+
+
+def _run_names(events: Sequence[Event]) -> dict[str, str | None] | None:
+    """Each run_key of the batch with the name the batch gives it (None: no name).
+
+    None when the batch is not clean on its face: an event named by pipeline_id, an
+    event_id twice, two names for one run.
+    """
+    names: dict[str, str | None] = {}
+    for event in events:
+        if event.pipeline_id is not None or event.run_key is None:
+            return None
+        named = names.setdefault(event.run_key, event.pipeline_name)
+        if event.pipeline_name is not None and named != event.pipeline_name:
+            if named is not None:
+                return None
+            names[event.run_key] = event.pipeline_name
+    if len({event.event_id for event in events}) < len(events):
+        return None
+    return names
+
+
+def _resolve_runs(
+    conn: Connection, names: dict[str, str | None], parked_max_age: float
+) -> dict[str, int]:
+    """Lock the batch's registered runs, check them, register its new ones: run_key → id."""
+    params: dict[str, Any] = {
+        "run_keys": list(names),
+        "run_lock_space": RUN_LOCK_SPACE,
+        "max_age": parked_max_age,
+    }
+    with conn.cursor() as locks, conn.cursor() as runs, conn.cursor() as parked:
+        with conn.pipeline():
+            locks.execute(read_sql("writer/expire_parked"), params)
+            locks.execute(read_sql("bulk/lock_named_runs"), params)
+            runs.execute(read_sql("bulk/read_named_runs"), params)
+            parked.execute(read_sql("bulk/parked_to_move"), params)
+        [(has_parked_to_move,)] = parked.fetchall()
+        if has_parked_to_move:
+            raise _FullPath
+        run_ids: dict[str, int] = {}
+        new: dict[str, str] = {}
+        for run_key, pipeline_id, registered_name, is_pruned in runs.fetchall():
+            name = names[run_key]
+            if pipeline_id is None and name is not None:
+                new[run_key] = name
+            elif pipeline_id is None or is_pruned or name not in (None, registered_name):
+                raise _FullPath  # to park, closed, or a name that differs: reasons to give
+            else:
+                run_ids[run_key] = pipeline_id
+    if new:
+        registered = conn.execute(
+            read_sql("bulk/register_new_runs"),
+            {"run_keys": list(new), "pipeline_names": list(new.values())},
+        ).fetchall()
+        if len(registered) < len(new):
+            raise _FullPath  # a concurrent batch registered one first
+        run_ids.update(registered)
+    return run_ids
+
+
+def _register_stages(
+    conn: Connection, events: Sequence[Event], run_ids: dict[str, int]
+) -> dict[tuple[int, str], int]:
+    """Register the batch's new stages: (run id, stage name) → stage id, for every pair."""
+    pairs = {
+        (run_ids[event.run_key], event.stage_name)  # type: ignore[index]
+        for event in events
+        if event.stage_name is not None
+    }
+    if not pairs:
+        return {}
+    pipeline_ids, stage_names = zip(*pairs, strict=True)
+    rows = conn.execute(
+        read_sql("bulk/register_stages"),
+        {"pipeline_ids": list(pipeline_ids), "stage_names": list(stage_names)},
+    ).fetchall()
+    stage_ids = {(pipeline_id, name): stage_id for pipeline_id, name, stage_id in rows}
+    if len(stage_ids) < len(pairs):
+        raise _FullPath  # a concurrent batch registered one after this one looked
+    return stage_ids

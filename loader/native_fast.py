@@ -33,6 +33,7 @@ _PLAIN_FIELDS = FIELDS - {"attributes"}
 _KEY_ENDS = re.compile(rb'"\s*:')
 """Where a key can end. Inside a string only an escaped quote can come before a colon,
 so this counts every key of a line, and sometimes more: never fewer."""
+_BLANK_COLON = re.compile(rb"\s:")
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -99,9 +100,9 @@ def parse_plain_line(line: bytes) -> Event | None:
 
 
 def _key_ends(line: bytes) -> int:
-    """Count where keys can end; a plain count when no quote is followed by a blank
-    (then every key's colon follows its quote), else the pattern's."""
-    if b'" ' in line or b'"\t' in line or b'"\r' in line:
+    """Count where keys can end: a plain count when no blank comes before a colon (then
+    every key's colon follows its quote), else the pattern's."""
+    if _BLANK_COLON.search(line):
         return len(_KEY_ENDS.findall(line))
     return line.count(b'":')
 

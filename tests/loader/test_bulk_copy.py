@@ -177,13 +177,19 @@ def test_any_history_ends_as_the_full_path_leaves_it(
 
 
 def clean_batch() -> list[dict[str, Any]]:
-    """150 events of three runs: run-0 registered before (as "daily"), run-1 and run-2 new."""
+    """150 events of three runs: run-0 registered before (as "daily"), run-1 and run-2 new;
+    most of them with attributes."""
     return [
         {
             "event_id": event_id(1000 + n),
             "run_key": f"run-{n % 3}",
             **({"pipeline_name": "daily"} if 0 < n < 3 else {}),
             **({"stage_name": STAGES[n % 2]} if n >= 3 else {}),
+            **(
+                {"attributes": {"host": f"é-{n}", "spark": {"tasks": [n, 2.5, None]}}}
+                if n % 5
+                else {}
+            ),
             "status": "running",
             "event_time": (T0 + timedelta(seconds=n)).isoformat(),
         }

@@ -191,7 +191,7 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
             pairs.insert(draw(st.integers(0, len(pairs))), (key, draw(VALUES.get(key, ANY_JSON))))
         else:
             pairs.append((draw(st.sampled_from(["attributes", "extra", "eventType"])), {}))
-    colon = draw(st.sampled_from([":", ": ", " :", "\t:", "\r :"]))
+    colons = st.sampled_from([":", ":", ": ", " :", "\t:", "\r :"])  # for each key its own
     escaped = draw(st.booleans())
 
     def key_text(key: str) -> str:
@@ -200,7 +200,8 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
         return json.dumps(key)
 
     body = ", ".join(
-        f"{key_text(key)}{colon}{json.dumps(value, ensure_ascii=escaped)}" for key, value in pairs
+        f"{key_text(key)}{draw(colons)}{json.dumps(value, ensure_ascii=escaped)}"
+        for key, value in pairs
     )
     line = ("{" + body + "}").encode("utf-8", "surrogatepass")
     prefix = draw(st.sampled_from([b"", b"", b" ", b"\xef\xbb\xbf"]))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from loader.connection import Connection
-from tests.support import query
+from tests.support import clear_built, query
 
 pytestmark = pytest.mark.pg15
 
@@ -431,8 +431,7 @@ _events = st.builds(
 )
 @given(events=st.lists(_events, min_size=1, max_size=40), data=st.data())
 def test_incremental_marts_equal_a_full_refresh(ledger, db, run_dbt, events, data):
-    db.execute("truncate raw.run_events, raw.stages, raw.runs restart identity")
-    db.execute("drop schema public, marts cascade; create schema public; create schema marts")
+    clear_built(db)
     order = data.draw(st.permutations(events))
     cuts = sorted(data.draw(st.sets(st.integers(1, len(order)), max_size=3)))
     for start, end in zip([0, *cuts], [*cuts, len(order)], strict=True):

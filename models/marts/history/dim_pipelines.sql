@@ -1,4 +1,5 @@
-{#- A table, rebuilt whole: the catalog and the pipeline names are small. -#}
+{#- A table, rebuilt whole: the catalog and the recorded pipeline names
+    (kept incrementally) are small. -#}
 {{ config(materialized='table') }}
 
 with
@@ -8,8 +9,7 @@ catalog as (
 ),
 
 recorded_pipelines as (
-    select distinct pipeline_name
-    from {{ ref('stg_raw__runs') }}
+    select pipeline_name from {{ ref('int_pipelines__recorded_names') }}
 ),
 
 final as (

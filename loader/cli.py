@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import shlex
@@ -39,6 +40,10 @@ EXIT_REJECTED = 2
 LOGIN_PASSWORD = "LEDGER_LOGIN_PASSWORD"
 """Where `ledger roles --login` reads the password: never on a command line (ps)."""
 _RUN_HELP = "the run's integer id (printed by start), its run key, or key:RUN_KEY"
+
+_INGEST_GC_THRESHOLD = 100_000
+"""Allocations between the cyclic collector's young passes in `ledger ingest` (700 by
+default): measured, 112k against 91k events/s."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,6 +269,10 @@ def _finish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    # A process of its own that only loads. A batch's objects hold no reference cycles
+    # (reference counting frees them), and the cyclic collector's passes over a batch's
+    # objects cost a fifth of the load's time; it still runs, far less often.
+    gc.set_threshold(_INGEST_GC_THRESHOLD, 50, 100)
     rejected = 0
     with Ledger(settings, source="ingest") as ledger:
         conn = ledger.connection()

@@ -16,9 +16,12 @@ from datetime import timedelta
 import pytest
 
 from loader import Ledger, RejectedEventsError
+from loader.batch import Candidate
 from loader.connection import Connection, connect
+from loader.events import document_bytes, parse_event
 from loader.prune import PruneResult, prune
 from loader.settings import Settings
+from loader.writer import write_batch
 from tests.operations.test_prune import CUTOFF, T0, events_of, finished_run
 from tests.support import query
 
@@ -91,3 +94,41 @@ def test_a_late_event_during_prune_keeps_its_run_or_is_quarantined(
     run_dbt("run")
     [built] = query(db, "select status, completed_at from public.pipelines")
     assert built["status"] == "completed"
+
+
+def test_a_bulk_batch_waits_for_prune_closing_its_run_then_quarantines(
+    ledger: Ledger, db: Connection, database: Settings
+) -> None:
+    """The bulk path (more than a job's call, all clean) takes the run's lock too: while
+    prune holds it, closing the run, the batch waits; then it sees the run closed and
+    its late events go to the quarantine, none into the closed run."""
+    finished_run(ledger, "old", day=1)
+    [run] = query(db, "select pipeline_id from raw.runs where run_key = 'old'")
+    late = [
+        {"run_key": "old", "status": "running", "event_time": T0 + timedelta(days=1, seconds=n)}
+        for n in range(150)
+    ]
+    batch = [
+        Candidate(parse_event(event), document_bytes(event), n) for n, event in enumerate(late)
+    ]
+    with (
+        connect(database) as pruner,
+        connect(database, autocommit=True) as loader,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        # What prune holds while it closes the run, until it commits.
+        pruner.execute(
+            "select pg_advisory_xact_lock(%s, %s::integer)", [RUN_LOCK_SPACE, run["pipeline_id"]]
+        )
+        pruner.execute(
+            "update raw.runs set pruned_at = now() where pipeline_id = %s", [run["pipeline_id"]]
+        )
+        pruner.execute("delete from raw.run_events where pipeline_id = %s", [run["pipeline_id"]])
+        loading = pool.submit(write_batch, loader, batch, source="late")
+        wait_until(lambda: waiting_sessions(db) >= 1 or loading.done(), "the batch waits")
+        assert not loading.done(), "the batch did not wait for prune closing its run"
+        pruner.commit()
+        result = loading.result(timeout=WAIT_SECONDS)
+    assert (result.accepted, result.rejected) == (0, 150)
+    assert all("was pruned at" in str(rejection) for rejection in result.rejections)
+    assert events_of(db) == {"old": 0}

@@ -19,8 +19,9 @@ its `retry_condition_fn` (yours, if any, still decides), a flow's from its Await
 state when the next try starts. Tasks have no `on_crashed`: the flow's crash, failure or
 cancellation closes the stages still running in this process. A runner or worker that
 owns cancellation kills the flow's process and calls `on_cancellation` in its own: that
-closes the stages Prefect has running, named from the flow's source and from the tag
-`ledger-stage:<task>[<n>]` a run handed to the task runner carries. See docs/prefect.md.
+closes the stages Prefect has running, named from the flow's source and from the run name
+`<task>[<n>]` a run handed to the task runner gets (unless the task names its runs). See
+docs/prefect.md.
 """
 
 from __future__ import annotations
@@ -62,9 +63,6 @@ T = TypeVar("T", bound=Task[Any, Any])
 Hook = Callable[..., Any]
 
 _FLOW_RETRY_PREFIX = "Flow run encountered an exception: "
-_STAGE_TAG = "ledger-stage:"
-"""A run handed to the task runner carries its stage's name (without a subflow's prefix)
-as a Prefect tag: a runner's process, which never saw the run, reads it back."""
 
 
 def records(count: int) -> None:
@@ -553,7 +551,9 @@ class _NumberingRunner(TaskRunner[Any]):
             on_completion=swap(task.on_completion_hooks),
             on_failure=swap(task.on_failure_hooks),
             retry_condition_fn=numbered.retry_condition_fn,
-            tags={*task.tags, f"{_STAGE_TAG}{key}[{index}]"},
+            # The run's name carries its number to a runner's process, which never saw
+            # the run (not a tag: any tag makes Prefect take a concurrency lease per run).
+            task_run_name=task.task_run_name or f"{task.name}[{index}]",
         )
         if scope is None:
             return renamed, None, None
@@ -630,10 +630,10 @@ def _still_open(state: State | None) -> bool:
 def _left_open(flow: Flow[Any, Any], flow_run_id: UUID) -> dict[str, int]:
     """The stages Prefect has not finished in a flow run and its subflows: name → try.
 
-    A task run's stage is named by its tag (a run handed to the task runner) or by the
-    ledger task the flow's source names with its `task_key`; a subflow is a stage when its
-    flow has the ledger's hooks. A run Prefect never heard of (a process killed before
-    its Running state reached the API) is not known here.
+    A task run belongs to the ledger task the flow's source names with its `task_key`, and
+    its name tells a run handed to the task runner (`<task>[<n>]`) from a direct call; a
+    subflow is a stage when its flow has the ledger's hooks. A run Prefect never heard of
+    (a process killed before its Running state reached the API) is not known here.
     """
     recorded = _recorded_flows(flow)
     left: dict[str, int] = {}
@@ -652,9 +652,9 @@ def _left_open(flow: Flow[Any, Any], flow_run_id: UUID) -> dict[str, int]:
                         )
                     )
                 )
-                names = recorded.get(flow_name, {})
+                tasks = recorded.get(flow_name, {})
                 for task_run in task_runs:
-                    name = _tagged_stage(task_run) or names.get(task_run.task_key)
+                    name = _stage_of(task_run, tasks.get(task_run.task_key))
                     if name is not None and _still_open(task_run.state):
                         left[prefix + name] = max(task_run.run_count, 1)
                 for subflow in subflows:
@@ -667,28 +667,35 @@ def _left_open(flow: Flow[Any, Any], flow_run_id: UUID) -> dict[str, int]:
     return left
 
 
-def _tagged_stage(task_run: TaskRun) -> str | None:
-    for tag in task_run.tags:
-        if tag.startswith(_STAGE_TAG):
-            return tag.removeprefix(_STAGE_TAG)
-    return None
+def _stage_of(task_run: TaskRun, task: Task[Any, Any] | None) -> str | None:
+    """The stage of a task run of a ledger task, from the run's name: `<task>[<n>]` for the
+    n-th run handed to the task runner, Prefect's `<task>-<key>` for a direct call.
+    None when the task names its own runs (then the two cannot be told apart)."""
+    hooks = _task_hooks(task) if task is not None else None
+    if task is None or hooks is None or task.task_run_name:
+        return None
+    stage = hooks.stage_name or task.name
+    number = task_run.name.removeprefix(f"{task.name}[").removesuffix("]")
+    if number.isdigit() and task_run.name == f"{task.name}[{number}]":
+        return f"{stage}[{number}]"
+    return stage if task_run.name.startswith(f"{task.name}-") else None
 
 
-def _recorded_flows(flow: Flow[Any, Any]) -> dict[str, dict[str, str]]:
+def _recorded_flows(flow: Flow[Any, Any]) -> dict[str, dict[str, Task[Any, Any]]]:
     """The flow and the subflows its source names that have the ledger's hooks, by name:
-    the `task_key` → stage name of the ledger tasks each one's source names."""
-    recorded: dict[str, dict[str, str]] = {}
+    the ledger tasks each one's source names, by `task_key`."""
+    recorded: dict[str, dict[str, Task[Any, Any]]] = {}
     pending = [flow]
     while pending:
         current = pending.pop()
         if current.name in recorded or _flow_hooks(current) is None:
             continue
-        names = recorded[current.name] = {}
+        tasks = recorded[current.name] = {}
         for value in _named_in(current.fn):
             if isinstance(value, Flow):
                 pending.append(value)
-            elif isinstance(value, Task) and (hooks := _task_hooks(value)) is not None:
-                names[value.task_key] = hooks.stage_name or value.name
+            elif isinstance(value, Task) and _task_hooks(value) is not None:
+                tasks[value.task_key] = value
     return recorded
 
 

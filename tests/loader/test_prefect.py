@@ -41,7 +41,7 @@ from prefect import flow, task
 from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import StateType, TaskRun
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled
 from prefect.task_runners import ProcessPoolTaskRunner
@@ -661,9 +661,20 @@ def test_a_runners_process_names_stages_from_the_flows_source() -> None:
 
     recorded = prefect_hooks._recorded_flows(flow(**ledger_flow("daily_sales"))(body))
     assert recorded == {
-        "body": {ingest.task_key: "Data Ingestion", export.task_key: "Data Export"},
-        "publish-killed": {spark_killed.task_key: "Spark Processing"},
+        "body": {ingest.task_key: ingest, export.task_key: export},
+        "publish-killed": {spark_killed.task_key: spark_killed},
     }
+
+
+def test_a_runners_process_tells_submitted_runs_from_direct_calls_by_name() -> None:
+    def task_run(name: str) -> TaskRun:
+        return TaskRun(name=name, task_key=export.task_key, dynamic_key="0", flow_run_id=uuid4())
+
+    assert prefect_hooks._stage_of(task_run("export[2]"), export) == "Data Export[2]"
+    assert prefect_hooks._stage_of(task_run("export-a1b"), export) == "Data Export"
+    assert prefect_hooks._stage_of(task_run("export[x]"), export) is None
+    own_names = export.with_options(task_run_name="export-{rows}")
+    assert prefect_hooks._stage_of(task_run("export-5"), own_names) is None
 
 
 def test_a_cancellation_its_runner_owns_fails_the_run(

@@ -3,9 +3,9 @@
 Memory is bounded whatever the input: a line is read up to the cap (`max_line_bytes`,
 `LEDGER_MAX_LINE_BYTES`) and a line over it is quarantined with only its first bytes; a
 batch ends at `batch_lines` lines or `batch_bytes` bytes, and is written while the next
-one is checked. A value the database refuses
-(one the contract lets through) costs only its line: the batch is split until the refused
-lines are alone, and they are quarantined with the database's message.
+one is checked. A value the database refuses (one the contract lets through) costs only
+its line: the batch is split until the refused lines are alone, and they are quarantined
+with the database's message.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def ingest_stream(
 ) -> LoadResult:
     """Load every line of `stream` in batches; blank lines are skipped.
 
-        A line over `max_line_bytes` (its newline not counted) is quarantined with its first
-        PREVIEW_BYTES bytes. Memory stays bounded by two batches (one written while the next is
-    checked) and one line, whatever the input.
+    A line over `max_line_bytes` (its newline not counted) is quarantined with its first
+    PREVIEW_BYTES bytes. Memory stays bounded by two batches (one written while the next
+    is checked) and one line, whatever the input.
     """
     total = LoadResult()
     lines = _numbered_lines(stream, max_line_bytes)

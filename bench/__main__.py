@@ -59,7 +59,6 @@ def main() -> None:
 
 
 ONLY = ("collector", "ingest")
-ROUNDS = 3
 
 
 def run_collector(sizes: dict[str, int], work: Path) -> list[Comparison]:
@@ -99,7 +98,7 @@ def run_ingest(sizes: dict[str, int], work: Path) -> list[Comparison]:
     events_file = work / "events.jsonl"
     count = loading.write_events_file(events_file, sizes["ingest"])
     rounds = []
-    for round_number in range(1, ROUNDS + 1):
+    for round_number in range(1, dbt_scale.ROUNDS + 1):
         with fresh_database("bench_ingest") as settings:
             ours, peak_mb = loading.ingest_throughput(settings, events_file, count)
             baseline = loading.copy_throughput(settings, count, work)

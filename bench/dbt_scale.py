@@ -21,7 +21,7 @@ EVENTS_PER_RUN = 14
 RUN_INTERVAL = timedelta(seconds=72)  # 1,200 runs a day, whatever the history's length
 LATE_SHARE = 0.2  # of the new events: heartbeats for runs 3 to 7 weeks old
 LATE_AGES = (timedelta(weeks=3), timedelta(weeks=7))
-ROUNDS = 3  # each figure is the median of three runs (a load, then dbt, in a row)
+ROUNDS = 3  # each figure is the median of three rounds (the ingest rows' too)
 
 
 @dataclass(frozen=True)

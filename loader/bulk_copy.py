@@ -138,10 +138,10 @@ def _resolve_runs(
         "run_lock_space": RUN_LOCK_SPACE,
         "max_age": parked_max_age,
     }
-    with conn.cursor() as locks, conn.cursor() as runs, conn.cursor() as parked:
+    with conn.cursor() as steps, conn.cursor() as runs, conn.cursor() as parked:
         with conn.pipeline():
-            locks.execute(read_sql("writer/expire_parked"), params)
-            locks.execute(read_sql("bulk/lock_named_runs"), params)
+            steps.execute(read_sql("writer/expire_parked"), params)
+            steps.execute(read_sql("bulk/lock_named_runs"), params)
             runs.execute(read_sql("bulk/read_named_runs"), params)
             parked.execute(read_sql("bulk/parked_to_move"), params)
         [(has_parked_to_move,)] = parked.fetchall()

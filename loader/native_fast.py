@@ -115,8 +115,14 @@ def _name(value: object) -> bool:
 
 def _message(value: str) -> bool:
     # Over the limit the general path truncates it and keeps the whole in attributes.
-    size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
-    return size <= ERROR_MESSAGE_LIMIT_BYTES and _storable(value)
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return len(value) <= ERROR_MESSAGE_LIMIT_BYTES
+    try:  # one encoding: its size, and no lone surrogate
+        return len(value.encode("utf-8")) <= ERROR_MESSAGE_LIMIT_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 def _storable(value: str) -> bool:

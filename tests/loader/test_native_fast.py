@@ -92,6 +92,7 @@ BOUNDS: list[tuple[str, Any]] = [
     *[("stage_name", "é" * size) for size in (MAX_NAME_LENGTH, MAX_NAME_LENGTH + 1)],
     *[("error_message", "x" * (ERROR_MESSAGE_LIMIT_BYTES + d)) for d in (0, 1)],
     *[("error_message", "é" * (ERROR_MESSAGE_LIMIT_BYTES // 2 + d)) for d in (0, 1)],
+    ("error_message", "x" + "é" * (ERROR_MESSAGE_LIMIT_BYTES // 2)),  # one byte over
     *[(name, value) for name in ("attempt", "run_attempt") for value in (0, 1, 2**31 - 1, 2**31)],
     *[("records_processed", value) for value in (-1, 0, 2**63 - 1, 2**63)],
     *[("pipeline_id", value) for value in (0, 1, 2**63 - 1, 2**63, 2**64)],

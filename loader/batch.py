@@ -48,11 +48,14 @@ class LoadResult:
     """Events of a run nobody named yet, waiting in raw.parked_events for its name."""
     unparked: int = 0
     """Events parked earlier that landed with this load, once it named their run."""
+    reported: int = 0
+    """Rejections handed to the caller as their batch landed (`ingest_stream`'s `report`):
+    counted here, not kept in `rejections`."""
 
     @property
     def rejected(self) -> int:
         """How many lines or events were quarantined."""
-        return len(self.rejections)
+        return len(self.rejections) + self.reported
 
     def add(self, other: LoadResult) -> None:
         """Fold another batch's result into this one."""
@@ -62,6 +65,7 @@ class LoadResult:
         self.spooled += other.spooled
         self.parked += other.parked
         self.unparked += other.unparked
+        self.reported += other.reported
 
 
 def validate(

@@ -112,8 +112,9 @@ def _copy_events(
 def _run_names(events: Sequence[Event]) -> dict[str, str | None] | None:
     """Each run_key of the batch with the name the batch gives it (None: no name).
 
-    None when the batch is not clean on its face: an event named by pipeline_id, an
-    event_id twice, two names for one run.
+    None when the batch is not clean on its face: an event named by pipeline_id, two names
+    for one run. An event_id given twice fails the COPY (the primary key), as one stored
+    already does: a set of the batch's ids cost every clean batch a twentieth of its load.
     """
     names: dict[str, str | None] = {}
     for event in events:
@@ -124,8 +125,6 @@ def _run_names(events: Sequence[Event]) -> dict[str, str | None] | None:
             if named is not None:
                 return None
             names[event.run_key] = event.pipeline_name
-    if len({event.event_id for event in events}) < len(events):
-        return None
     return names
 
 

@@ -10,12 +10,13 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loader import connection, embedded
 from loader.api import Ledger
-from loader.batch import LoadResult
+from loader.batch import LoadResult, Rejection
 from loader.contract import STATUSES, TERMINAL_STATUSES
 from loader.errors import BadEventError, ConfigurationError, LedgerError, RejectedEventsError
 from loader.ingest import ingest_stream
@@ -44,6 +45,10 @@ _RUN_HELP = "the run's integer id (printed by start), its run key, or key:RUN_KE
 _INGEST_GC_THRESHOLD = 100_000
 """Allocations between the cyclic collector's young passes in `ledger ingest` (700 by
 default): measured, 112k against 91k events/s."""
+_INGEST_SWITCH_INTERVAL = 0.001
+"""Seconds a thread holds the GIL while another waits for it, in `ledger ingest` (0.005 by
+default): a batch's writer waited for it after each of its round trips, and the load
+waited for the writer."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,21 +278,25 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     # (reference counting frees them), and the cyclic collector's passes over a batch's
     # objects cost a fifth of the load's time; it still runs, far less often.
     gc.set_threshold(_INGEST_GC_THRESHOLD, 50, 100)
+    # The thread writing a batch needs the GIL for a moment after each of its round trips;
+    # the thread checking the next batch holds it for up to the switch interval.
+    sys.setswitchinterval(_INGEST_SWITCH_INTERVAL)
     rejected = 0
     with Ledger(settings, source="ingest") as ledger:
         conn = ledger.connection()
         for name in args.files:
-            if name == "-":
-                result = ingest_stream(
-                    conn, sys.stdin.buffer, source="-", max_line_bytes=settings.max_line_bytes
-                )
-            else:
-                with Path(name).open("rb") as stream:
-                    result = ingest_stream(
-                        conn, stream, source=name, max_line_bytes=settings.max_line_bytes
-                    )
-            for rejection in result.rejections:
+
+            def report(rejection: Rejection, name: str = name) -> None:
                 print(printable(f"{name}: {rejection}"), file=sys.stderr)
+
+            with nullcontext(sys.stdin.buffer) if name == "-" else Path(name).open("rb") as stream:
+                result = ingest_stream(
+                    conn,
+                    stream,
+                    source=name,
+                    max_line_bytes=settings.max_line_bytes,
+                    report=report,
+                )
             print(printable(f"{name}: {_counts(result)}"))
             rejected += result.rejected
     return EXIT_REJECTED if rejected else 0

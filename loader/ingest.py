@@ -3,14 +3,15 @@
 Memory is bounded whatever the input: a line is read up to the cap (`max_line_bytes`,
 `LEDGER_MAX_LINE_BYTES`) and a line over it is quarantined with only its first bytes; a
 batch ends at `batch_lines` lines or `batch_bytes` bytes, and is written while the next
-one is checked. A value the database refuses (one the contract lets through) costs only
+one is checked; with a `report`, a batch's rejections go to it once the batch has landed,
+and are not kept. A value the database refuses (one the contract lets through) costs only
 its line: the batch is split until the refused lines are alone, and they are quarantined
 with the database's message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -43,12 +44,15 @@ def ingest_stream(
     parked_max_age: float = DEFAULT_PARKED_MAX_AGE,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     batch_bytes: int = BATCH_BYTES,
+    report: Callable[[Rejection], None] | None = None,
 ) -> LoadResult:
     """Load every line of `stream` in batches; blank lines are skipped.
 
     A line over `max_line_bytes` (its newline not counted) is quarantined with its first
-    PREVIEW_BYTES bytes. Memory stays bounded by two batches (one written while the next
-    is checked) and one line, whatever the input.
+    PREVIEW_BYTES bytes. Each batch's rejections go to `report`, in line order, once the
+    batch has landed; the result then counts them (`reported`) without keeping them, and
+    memory stays bounded by two batches (one written while the next is checked) and one
+    line, whatever the input. Without `report` the result keeps every rejection.
     """
     total = LoadResult()
     lines = _numbered_lines(stream, max_line_bytes)
@@ -64,7 +68,7 @@ def ingest_stream(
             rejections.sort(key=lambda rejection: rejection.line_number or 0)
             del batch
             if writing is not None:
-                total.add(writing.result())
+                total.add(_reported(writing.result(), report))
             writing = writer.submit(
                 _write_isolating,
                 conn,
@@ -74,8 +78,18 @@ def ingest_stream(
                 parked_max_age=parked_max_age,
             )
         if writing is not None:
-            total.add(writing.result())
+            total.add(_reported(writing.result(), report))
     return total
+
+
+def _reported(result: LoadResult, report: Callable[[Rejection], None] | None) -> LoadResult:
+    """Hand a landed batch's rejections to `report`, keeping only their count."""
+    if report is not None:
+        for rejection in result.rejections:
+            report(rejection)
+        result.reported += len(result.rejections)
+        result.rejections = []
+    return result
 
 
 def _next_batch(

@@ -70,6 +70,14 @@ _FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
         "select false and %s::text is not null",
     ),
     (
+        # "Exists" here means nothing is left to drop.
+        re.compile(
+            r"alter table (?P<table>\w+\.\w+) drop constraint if exists (?P<constraint>\w+)"
+        ),
+        "select not exists (select from pg_catalog.pg_constraint"
+        " where conrelid = pg_catalog.to_regclass(%s::text) and conname = %s::text)",
+    ),
+    (
         re.compile(r"alter table (?P<table>\w+\.\w+) add column if not exists (?P<column>\w+)"),
         "select exists (select from pg_catalog.pg_attribute"
         " where attrelid = pg_catalog.to_regclass(%s::text) and attname = %s::text"
@@ -101,8 +109,8 @@ def _steps() -> tuple[_Step, ...]:
             raise ConfigurationError(
                 "create_raw_schema.sql: init checks the catalog before each statement and"
                 " knows `create schema|table|index if not exists`, `create or replace"
-                " view|function`"
-                f" and `alter table ... add column if not exists`, not: {statement[:80]!r}"
+                " view|function`, `alter table ... add column if not exists` and `alter"
+                f" table ... drop constraint if exists`, not: {statement[:80]!r}"
             )
     return tuple(steps)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 
+from loader import writer
 from loader.batch import Candidate, LoadResult, Rejection
 from loader.connection import Connection, connect
 from loader.events import parse_event
@@ -504,3 +507,72 @@ def test_a_small_batch_of_known_runs_lands_whole_in_one_statement_or_takes_the_f
 
     assert (result.accepted, result.duplicates, result.rejected) == (2, 1, 0)
     assert len(stored_events(db)) == 1 + 4 + 2
+
+
+STORED_FIRST = "7d3b8f1e-8a57-4a8e-9d2c-2f1c7b7d1e01"
+# A job's call is one event; each of these but the first needs the full path.
+ONE_EVENT = {
+    "of a registered run and stage": {"stage_name": "extract", "records_processed": 3},
+    "of a registered run, by its name": {"pipeline_name": "p", "error_message": "é"},
+    "with attributes": {"stage_name": "extract", "attributes": {"k": [1, "v"]}},
+    "stored before": {"event_id": STORED_FIRST, "stage_name": "extract"},
+    "of a new stage": {"stage_name": "load"},
+    "with a name that differs": {"pipeline_name": "other"},
+    "of a new run": {"run_key": "run-new", "pipeline_name": "q"},
+    "of an unknown run": {"run_key": "run-unknown"},
+}
+
+
+@pytest.mark.parametrize("fields", ONE_EVENT.values(), ids=list(ONE_EVENT))
+def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
+    db: Connection, fields: dict[str, Any]
+) -> None:
+    document = {**event("run-a", minute=1), **fields}
+
+    def load(*, full_path_only: bool) -> tuple[Any, ...]:
+        db.execute("truncate raw.run_events, raw.stages, raw.runs, raw.quarantined_events")
+        db.execute("truncate raw.parked_events")
+        first = event("run-a", pipeline_name="p", stage_name="extract", event_id=STORED_FIRST)
+        ingest(db, jsonl([first]))
+        declined = mock.patch.object(writer, "_insert_resolved", return_value=-1)
+        with (
+            declined if full_path_only else nullcontext(),
+            mock.patch.object(writer, "_store", wraps=writer._store) as full_path,
+        ):
+            result = ingest(db, jsonl([document]))
+        outcome = (result.accepted, result.duplicates, result.parked, result.rejected)
+        quarantine = [(row["reason"], bytes(row["raw_line"])) for row in quarantined_lines(db)]
+        return outcome, stored_events(db), quarantine, full_path.called
+
+    *ours, took_full_path = load(full_path_only=False)
+    *full, _ = load(full_path_only=True)
+    assert ours == full
+    assert took_full_path == (list(ONE_EVENT.values()).index(fields) >= 3)
+
+
+def test_a_report_gets_each_rejection_in_line_order_once_its_batch_landed(
+    db: Connection,
+) -> None:
+    lines = [line(event("run-r", minute=n, pipeline_name="r")) for n in range(9)]
+    for number in (2, 5, 6):
+        lines[number - 1] = b'{"run_key": "run-r", "status": "bogus"}'
+    lines[7] = b"x" * 400  # over the cap below
+    data = b"\n".join(lines) + b"\n"
+    stored: list[int] = []
+
+    def report(rejection: Rejection) -> None:
+        stored.append(len(quarantined_lines(db)))  # its batch has landed
+        reported.append(rejection)
+
+    reported: list[Rejection] = []
+    result = ingest_stream(
+        db, io.BytesIO(data), source=SOURCE, batch_lines=3, max_line_bytes=300, report=report
+    )
+    db.execute("truncate raw.run_events, raw.stages, raw.runs, raw.quarantined_events")
+    kept = ingest_stream(db, io.BytesIO(data), source=SOURCE, batch_lines=3, max_line_bytes=300)
+
+    assert reported == kept.rejections
+    assert [rejection.line_number for rejection in reported] == [2, 5, 6, 8]
+    assert stored == [1, 3, 3, 4]
+    assert (result.rejections, result.reported, result.rejected) == ([], 4, kept.rejected)
+    assert (result.accepted, result.parked) == (kept.accepted, kept.parked) == (5, 0)

@@ -87,6 +87,36 @@ def test_init_that_must_alter_a_busy_table_gives_up_with_a_message(
     assert row == (1,)
 
 
+def test_init_drops_the_stage_key_of_a_ledger_made_before_and_keeps_its_stages(
+    database: Settings, reader: Connection
+) -> None:
+    """raw.stages had a foreign key to raw.runs; init drops it once, data kept, and an init
+    after that has nothing to do (it does not wait for the reader)."""
+    key = "select count(*) from pg_constraint where conname = 'stages_pipeline_id_fkey'"
+    reader.rollback()  # the earlier schema is made without the reader in the way
+    with connect(database, autocommit=True) as conn:
+        conn.execute("alter table raw.stages drop constraint if exists stages_pipeline_id_fkey")
+        conn.execute(
+            "alter table raw.stages add constraint stages_pipeline_id_fkey"
+            " foreign key (pipeline_id) references raw.runs (pipeline_id)"
+        )
+        [(run_id,)] = conn.execute(
+            "insert into raw.runs (run_key, pipeline_name) values ('before', 'p')"
+            " returning pipeline_id"
+        ).fetchall()
+        conn.execute(
+            "insert into raw.stages (pipeline_id, stage_name) values (%s, 'load')", [run_id]
+        )
+        create_raw_schema(conn)
+        assert conn.execute(key).fetchall() == [(0,)]
+        assert conn.execute("select stage_name from raw.stages").fetchall() == [("load",)]
+    reader.execute("select count(*) from raw.stages").fetchone()
+    started = time.monotonic()
+    done = ledger_init(database)
+    assert (done.returncode, done.stdout) == (0, "raw schema ready\n")
+    assert time.monotonic() - started < INIT_SECONDS
+
+
 def test_init_refuses_a_database_that_is_not_utf8(server: Settings) -> None:
     name = "test_init_latin1"
     drop_database(server, name)

@@ -61,12 +61,28 @@ def endless_line(byte: bytes, size: int) -> Iterator[bytes]:
         yield chunk
 
 
+# Starts `ledger ingest -` and reports its peak RSS. Linux starts a child's peak at its
+# parent's size (kept across fork and exec), so the parent must be small: this process,
+# not the test's (pytest holds far more than an ingest does).
+PEAK_RSS_LAUNCHER = """
+import os, sys
+child = os.posix_spawn(sys.executable, [sys.executable, "-m", "loader", "ingest", "-"], os.environ)
+_, status, usage = os.wait4(child, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def ingest_peak_rss(database: Settings, chunks: Iterable[bytes]) -> tuple[int, str, str]:
     """Run `ledger ingest -` on the chunks; return its peak RSS in bytes, stdout, stderr."""
     env = {**os.environ, **database.as_env()}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as measured,
+    ):
         process = subprocess.Popen(
-            [sys.executable, "-m", "loader", "ingest", "-"],
+            [sys.executable, "-c", PEAK_RSS_LAUNCHER, measured.name],
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
@@ -80,12 +96,11 @@ def ingest_peak_rss(database: Settings, chunks: Iterable[bytes]) -> tuple[int, s
             pass
         finally:
             process.stdin.close()
-        # wait4 reports this child's own peak, not the largest of all our children.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        assert process.wait() == 0
+        peak_kib, _ = measured.read().split()
         out.seek(0)
         err.seek(0)
-        return usage.ru_maxrss * 1024, out.read().decode(), err.read().decode()
+        return int(peak_kib) * 1024, out.read().decode(), err.read().decode()
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +143,29 @@ def test_many_lines_just_under_the_cap_cost_one_batch_not_the_file(
 
     assert stdout.endswith("-: 48 accepted, 0 duplicate, 0 rejected\n"), stdout
     # One batch is 8 MiB; each line is held a few times over (bytes, text, dict, COPY row).
+    assert peak - baseline_rss < 8 * (CAP + 8 * MIB), f"peak {peak / MIB:.0f} MiB"
+
+
+def test_many_rejected_lines_cost_one_batch_not_the_file(
+    database: Settings, db: Connection, baseline_rss: int
+):
+    # 128 MiB of lines that break the contract: each is quarantined whole, and reported
+    # once its batch has landed, not kept until the file's end.
+    lines = [good_line(n, padding=CAP, status="done") + b"\n" for n in range(128)]
+
+    peak, stdout, stderr = ingest_peak_rss(database, lines)
+
+    assert stdout.endswith("-: 0 accepted, 0 duplicate, 128 rejected\n"), stdout
+    reported = [line for line in stderr.splitlines() if "status: 'done' is not one of" in line]
+    assert [line.split(":")[1] for line in reported] == [f" line {n}" for n in range(1, 129)]
+    quarantined = query(
+        db,
+        "select line_number, length(raw_line) as kept from raw.quarantined_events"
+        " where starts_with(reason, 'status: ''done''') order by line_number",
+    )
+    assert [(row["line_number"], row["kept"]) for row in quarantined] == [
+        (n, CAP) for n in range(1, 129)
+    ]
     assert peak - baseline_rss < 8 * (CAP + 8 * MIB), f"peak {peak / MIB:.0f} MiB"
 
 

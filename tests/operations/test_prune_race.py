@@ -96,17 +96,25 @@ def test_a_late_event_during_prune_keeps_its_run_or_is_quarantined(
     assert built["status"] == "completed"
 
 
-def test_a_bulk_batch_waits_for_prune_closing_its_run_then_quarantines(
-    ledger: Ledger, db: Connection, database: Settings
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(1, id="a job's event: the one-row statement"),
+        pytest.param(3, id="a few events: the resolved statement"),
+        pytest.param(150, id="a bulk batch: one COPY"),
+    ],
+)
+def test_a_batch_waits_for_prune_closing_its_run_then_quarantines(
+    ledger: Ledger, db: Connection, database: Settings, size: int
 ) -> None:
-    """The bulk path (more than a job's call, all clean) takes the run's lock too: while
-    prune holds it, closing the run, the batch waits; then it sees the run closed and
-    its late events go to the quarantine, none into the closed run."""
+    """Each way into raw.run_events takes the run's lock: while prune holds it, closing the
+    run, the batch waits; then it sees the run closed and its late events go to the
+    quarantine, none into the closed run."""
     finished_run(ledger, "old", day=1)
     [run] = query(db, "select pipeline_id from raw.runs where run_key = 'old'")
     late = [
         {"run_key": "old", "status": "running", "event_time": T0 + timedelta(days=1, seconds=n)}
-        for n in range(150)
+        for n in range(size)
     ]
     batch = [
         Candidate(parse_event(event), document_bytes(event), n) for n, event in enumerate(late)
@@ -129,6 +137,6 @@ def test_a_bulk_batch_waits_for_prune_closing_its_run_then_quarantines(
         assert not loading.done(), "the batch did not wait for prune closing its run"
         pruner.commit()
         result = loading.result(timeout=WAIT_SECONDS)
-    assert (result.accepted, result.rejected) == (0, 150)
+    assert (result.accepted, result.rejected) == (0, size)
     assert all("was pruned at" in str(rejection) for rejection in result.rejections)
     assert events_of(db) == {"old": 0}

@@ -130,7 +130,7 @@ def _split(url: str) -> tuple[str, int, str]:
     """http://host:port/path as its parts (the collector's own announced address)."""
     address, _, path = url.removeprefix("http://").partition("/")
     host, _, port = address.rpartition(":")
-    return host, int(port), "/" + path
+    return host.strip("[]"), int(port), "/" + path
 
 
 def _post_request(host: str, port: int, path: str, document: dict[str, object]) -> bytes:

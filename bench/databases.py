@@ -69,3 +69,16 @@ def run_dbt(settings: Settings, target: Path, *args: str) -> float:
     )
     results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
     return float(results["elapsed_time"])
+
+
+def slowest_models(target: Path, count: int = 4) -> str:
+    """The last dbt command's slowest models and their seconds, from run_results.json."""
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    timed = sorted(
+        (
+            (float(result["execution_time"]), result["unique_id"].rsplit(".", 1)[-1])
+            for result in results["results"]
+        ),
+        reverse=True,
+    )
+    return ", ".join(f"{name} {seconds:.2f}" for seconds, name in timed[:count])

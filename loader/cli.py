@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -287,7 +287,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         for name in args.files:
 
             def report(rejection: Rejection, name: str = name) -> None:
-                print(printable(f"{name}: {rejection}"), file=sys.stderr)
+                # A closed stderr (`2>&1 | head`) must not stop the load: every reason is
+                # in the quarantine, and the counts go to stdout.
+                with suppress(BrokenPipeError):
+                    print(printable(f"{name}: {rejection}"), file=sys.stderr)
 
             with nullcontext(sys.stdin.buffer) if name == "-" else Path(name).open("rb") as stream:
                 result = ingest_stream(

@@ -47,9 +47,9 @@ def parse_plain_line(line: bytes) -> Event | None:
         return None
     if type(document) is not dict or not document.keys() <= _PLAIN_FIELDS:
         return None
-    # orjson keeps the last of a repeated key. Every value is checked below to be flat, and
-    # a flat object has one comma fewer than its keys, one key end per key: either count,
-    # which strings can only raise, equal to the keys kept means no key was given twice.
+    # orjson keeps the last of a repeated key. An object's text has a comma between each
+    # two of its members and a key end after each key, and its strings and nested values
+    # can only add to either count: either equal to the keys kept means none was repeated.
     keys = len(document)
     if line.count(b",") + 1 != keys and _key_ends(line) != keys:
         return None

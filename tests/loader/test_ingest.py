@@ -538,15 +538,18 @@ def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
         with (
             declined if full_path_only else nullcontext(),
             mock.patch.object(writer, "_store", wraps=writer._store) as full_path,
+            mock.patch.object(db, "execute", wraps=db.execute) as executed,
         ):
             result = ingest(db, jsonl([document]))
         outcome = (result.accepted, result.duplicates, result.parked, result.rejected)
         quarantine = [(row["reason"], bytes(row["raw_line"])) for row in quarantined_lines(db)]
-        return outcome, stored_events(db), quarantine, full_path.called
+        tried = [call.args[0] for call in executed.call_args_list][:1]
+        return outcome, stored_events(db), quarantine, (tried, full_path.called)
 
-    *ours, took_full_path = load(full_path_only=False)
+    *ours, (tried, took_full_path) = load(full_path_only=False)
     *full, _ = load(full_path_only=True)
     assert ours == full
+    assert tried == [writer._INSERT_ONE_RESOLVED]
     assert took_full_path == (list(ONE_EVENT.values()).index(fields) >= 3)
 
 

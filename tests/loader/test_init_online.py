@@ -90,8 +90,9 @@ def test_init_that_must_alter_a_busy_table_gives_up_with_a_message(
 def test_init_drops_the_stage_key_of_a_ledger_made_before_and_keeps_its_stages(
     database: Settings, reader: Connection
 ) -> None:
-    """raw.stages had a foreign key to raw.runs; init drops it once, data kept, and an init
-    after that has nothing to do (it does not wait for the reader)."""
+    """raw.stages had a foreign key to raw.runs; init drops it once, data kept (or gives up
+    while a reader holds raw.runs), and an init after that has nothing to do (it does not
+    wait for the reader)."""
     key = "select count(*) from pg_constraint where conname = 'stages_pipeline_id_fkey'"
     reader.rollback()  # the earlier schema is made without the reader in the way
     with connect(database, autocommit=True) as conn:
@@ -107,6 +108,13 @@ def test_init_drops_the_stage_key_of_a_ledger_made_before_and_keeps_its_stages(
         conn.execute(
             "insert into raw.stages (pipeline_id, stage_name) values (%s, 'load')", [run_id]
         )
+        # Dropping the key locks raw.runs too (its triggers): a job's open transaction there
+        # makes init give up with its message, not wait behind it.
+        reader.execute("select count(*) from raw.runs").fetchone()
+        with pytest.raises(TransientError, match="the ledger is busy") as error:
+            create_raw_schema(conn, lock_timeout=0.2)
+        assert "drop constraint if exists stages_pipeline_id_fkey" in str(error.value)
+        reader.rollback()
         create_raw_schema(conn)
         assert conn.execute(key).fetchall() == [(0,)]
         assert conn.execute("select stage_name from raw.stages").fetchall() == [("load",)]

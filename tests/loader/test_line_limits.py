@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from loader.cli import EXIT_REJECTED
 from loader.connection import Connection, connect, drop_database
 from loader.ingest import ingest_stream
 from loader.settings import Settings
@@ -97,7 +98,8 @@ def ingest_peak_rss(database: Settings, chunks: Iterable[bytes]) -> tuple[int, s
         finally:
             process.stdin.close()
         assert process.wait() == 0
-        peak_kib, _ = measured.read().split()
+        peak_kib, exit_code = measured.read().split()
+        assert int(exit_code) in (0, EXIT_REJECTED), err.read().decode()
         out.seek(0)
         err.seek(0)
         return int(peak_kib) * 1024, out.read().decode(), err.read().decode()
@@ -106,8 +108,8 @@ def ingest_peak_rss(database: Settings, chunks: Iterable[bytes]) -> tuple[int, s
 @pytest.fixture(scope="module")
 def baseline_rss(database: Settings) -> int:
     """An ingest of one small line: the interpreter, psycopg and the loader."""
-    peak, _, stderr = ingest_peak_rss(database, [good_line(1_000_000) + b"\n"])
-    assert "1 accepted" not in stderr
+    peak, stdout, _ = ingest_peak_rss(database, [good_line(1_000_000) + b"\n"])
+    assert stdout == "-: 1 accepted, 0 duplicate, 0 rejected\n"
     return peak
 
 

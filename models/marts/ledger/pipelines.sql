@@ -157,7 +157,8 @@ first_failed_stages as (
 {# Each run's facts gathered by one aggregation, not by joins: after a small
     load the planner expects a run or two, and joined each of these relations
     by a nested loop that re-ran it for every run (4 s for 2,572 runs on a
-    1M-event history). Each relation has at most one row per run. #}
+    1M-event history). Each relation has at most one row per run and gives
+    the facts it knows; the others are null. #}
 run_facts as (
     select
         pipeline_id,

@@ -523,11 +523,9 @@ ONE_EVENT = {
 }
 
 
-@pytest.mark.parametrize("fields", ONE_EVENT.values(), ids=list(ONE_EVENT))
-def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
-    db: Connection, fields: dict[str, Any]
-) -> None:
-    document = {**event("run-a", minute=1), **fields}
+def load_both_ways(db: Connection, documents: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """Load `documents` after a first event of run-a, as the writer would and by the full path
+    alone; return both outcomes, the first statement tried, and whether the full path ran."""
 
     def load(*, full_path_only: bool) -> tuple[Any, ...]:
         db.execute("truncate raw.run_events, raw.stages, raw.runs, raw.quarantined_events")
@@ -540,7 +538,7 @@ def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
             mock.patch.object(writer, "_store", wraps=writer._store) as full_path,
             mock.patch.object(db, "execute", wraps=db.execute) as executed,
         ):
-            result = ingest(db, jsonl([document]))
+            result = ingest(db, jsonl(documents))
         outcome = (result.accepted, result.duplicates, result.parked, result.rejected)
         quarantine = [(row["reason"], bytes(row["raw_line"])) for row in quarantined_lines(db)]
         tried = [call.args[0] for call in executed.call_args_list][:1]
@@ -548,9 +546,57 @@ def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
 
     *ours, (tried, took_full_path) = load(full_path_only=False)
     *full, _ = load(full_path_only=True)
+    return ours, full, tried, took_full_path
+
+
+@pytest.mark.parametrize("fields", ONE_EVENT.values(), ids=list(ONE_EVENT))
+def test_one_event_lands_by_the_one_row_statement_as_the_full_path_would(
+    db: Connection, fields: dict[str, Any]
+) -> None:
+    ours, full, tried, took_full_path = load_both_ways(db, [{**event("run-a", minute=1), **fields}])
+
     assert ours == full
     assert tried == [writer._INSERT_ONE_RESOLVED]
     assert took_full_path == (list(ONE_EVENT.values()).index(fields) >= 3)
+
+
+# A group (the collector's group commit, `Ledger.emit_many`) travels as one JSON document:
+# values of every kind must come out as the full path stores them.
+IN_A_GROUP = {
+    **ONE_EVENT,
+    "with attributes of every JSON kind": {
+        "stage_name": "extract",
+        "attributes": {
+            "past 64 bits": 10**30,
+            "floats": [0.1, 1e-7, -2.5e300, 3.0],
+            "text": 'caf\u00e9 \U0001f600 "q" \\ \n',
+            "nested": [None, True, False, {"k": [], "": {}}],
+        },
+    },
+    "at another offset, to the microsecond": {
+        "stage_name": "extract",
+        "event_time": "2026-03-01T04:00:00.123456+02:00",
+        "records_processed": 2**63 - 1,
+        "attempt": 2**31 - 1,
+    },
+}
+
+
+@pytest.mark.parametrize("fields", IN_A_GROUP.values(), ids=list(IN_A_GROUP))
+def test_a_group_lands_by_the_group_statement_as_the_full_path_would(
+    db: Connection, fields: dict[str, Any]
+) -> None:
+    group = [
+        {**event("run-a", minute=1), **fields},
+        event("run-a", minute=2, stage_name="extract", attributes={"n": 1}),
+        event("run-a", minute=3),
+    ]
+
+    ours, full, tried, took_full_path = load_both_ways(db, group)
+
+    assert ours == full
+    assert tried == [writer._INSERT_RESOLVED]
+    assert took_full_path == (fields in list(ONE_EVENT.values())[3:])
 
 
 def test_a_report_gets_each_rejection_in_line_order_once_its_batch_landed(

@@ -5,7 +5,9 @@ numbered documents, candidates and rejections (`native_request`, `lineage_reques
 `Collector` stores them. One writer thread drains a queue of requests and stores all the
 requests waiting at that moment in one `Delivery.write` (one transaction): concurrent
 requests share a commit, and each request's future is resolved only once its events are
-durable, committed or fsync'd in the spool.
+durable, committed or fsync'd in the spool. A group's futures are resolved together, with
+one wake-up of their event loop: under load, a wake-up per request cost the loop more than
+the request's own parsing.
 
 While the database is down, `Delivery` spools the events; the writer thread then tries to
 deliver the spool every `REDELIVERY_SECONDS`, with no request needed. OpenLineage events
@@ -16,6 +18,7 @@ client's retry counts once), and have a spool folder of their own beside the dat
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import dataclasses
 import hashlib
@@ -26,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -302,14 +304,14 @@ def _json_bytes(value: object) -> bytes:
 @dataclass(slots=True)
 class _Pending:
     work: Work
-    future: Future[Outcome]
+    future: asyncio.Future[Outcome]
 
 
 class Collector:
     """One writer thread in front of one `Delivery`: requests in, outcomes out.
 
-    `submit` may be called from any thread; the returned future is resolved once the
-    request's events are committed or spooled (fsync'd), or with status 503 when neither
+    `submit` is called on an event loop; the returned future is resolved on that loop once
+    the request's events are committed or spooled (fsync'd), or with status 503 when neither
     could be done.
     """
 
@@ -337,13 +339,13 @@ class Collector:
             self._thread.join()
         self._delivery.close()
 
-    def submit(self, work: Work) -> Future[Outcome]:
-        """Queue a request's events for the next group commit."""
-        future: Future[Outcome] = Future()
+    def submit(self, work: Work) -> asyncio.Future[Outcome]:
+        """Queue a request's events for the next group commit (from a running event loop)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.put(_Pending(work, future))
         return future
 
-    def check(self) -> Future[Outcome]:
+    def check(self) -> asyncio.Future[Outcome]:
         """Queue a health check: 200 when the database answers, 202 when only the spool can."""
         return self.submit(Work())
 
@@ -391,10 +393,14 @@ class Collector:
                     outcomes.extend(self._store([item]))
                 except Exception as error:  # noqa: BLE001  # answered, logged, never a crash
                     outcomes.append(_failure(item.work, error))
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Outcome]]] = {}
         for item, outcome in zip(group, outcomes, strict=True):
-            if not item.future.set_running_or_notify_cancel():
-                continue
-            item.future.set_result(outcome)
+            answers.setdefault(item.future.get_loop(), []).append((item, outcome))
+        for loop, answered in answers.items():
+            try:
+                loop.call_soon_threadsafe(_answer, answered)
+            except RuntimeError:  # the loop closed first: stored, but no one is waiting
+                logger.debug("%d requests stored after their event loop closed", len(answered))
 
     def _store(self, group: Sequence[_Pending]) -> list[Outcome]:
         """Store a group's events in one transaction; return each request's outcome."""
@@ -577,6 +583,12 @@ def _other_folder(settings: Settings) -> Path:
     """Beside the database's spool folder: `ledger flush` and Delivery never read it."""
     folder = database_folder(settings)
     return folder.with_name(folder.name + ".openlineage-other")
+
+
+def _answer(answered: Sequence[tuple[_Pending, Outcome]]) -> None:
+    for item, outcome in answered:
+        if not item.future.done():  # a request cancelled when its client went away
+            item.future.set_result(outcome)
 
 
 def _renumbered(items: Sequence[Any], offset: int) -> list[Any]:

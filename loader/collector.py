@@ -42,6 +42,7 @@ from loader.contract import derived_event_id, new_event_id
 from loader.delivery import Delivery, backoff_for
 from loader.errors import BadEventError, LedgerError, TransientError
 from loader.events import decode_document, document_bytes, parse_event
+from loader.native_fast import decode_plain_line
 from loader.openlineage import is_run_event
 from loader.schema import create_raw_schema
 from loader.settings import Settings
@@ -258,6 +259,14 @@ def _decode(text: str, what: str) -> Any:
 
 
 def _add_line(work: Work, line: bytes) -> None:
+    plain = decode_plain_line(line)
+    if plain is not None and plain[0].get("event_id") is not None:
+        # The usual post, checked in one pass. A line without its event_id takes the
+        # general path below, which gives it one in the document the spool would keep.
+        document, event = plain
+        work.documents.append(document)
+        work.candidates.append(Candidate(event, line, len(work.documents)))
+        return
     try:
         document = _decode(line.decode(), "the line")
     except RequestError as error:

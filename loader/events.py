@@ -15,14 +15,14 @@ from loader import fields
 from loader.contract import Event
 from loader.errors import BadEventError
 from loader.native import parse_native_event
-from loader.native_fast import parse_plain_line
+from loader.native_fast import decode_plain_line
 from loader.openlineage import is_run_event, parse_run_event
 
 
 def parse_line(line: bytes) -> Event:
     """Validate one JSON line of a bulk file into an Event, or raise BadEventError."""
-    event = parse_plain_line(line)
-    return event if event is not None else parse_any_line(line)
+    plain = decode_plain_line(line)
+    return plain[1] if plain is not None else parse_any_line(line)
 
 
 def parse_any_line(line: bytes) -> Event:

@@ -3,7 +3,8 @@
 Bulk files are mostly plain native events: one flat object of text and integers. This
 path decodes such a line with orjson and checks it field by field without building a
 reason. It returns an Event only when the general path (`loader.events.parse_line`: the
-standard decoder, then `loader.native`) would accept the line and give the same Event;
+standard decoder, then `loader.native`) would accept the line and give the same Event (and
+the decoded object, which the collector keeps for its spool);
 for anything else (attributes, a float, a value out of range, a key given twice, bytes
 orjson refuses) it returns None, and the general path decides with its reason.
 tests/loader/test_native_fast.py holds it to that on hostile lines and mutations.
@@ -37,8 +38,8 @@ _BLANK_COLON = re.compile(rb"\s:")
 _BOM = b"\xef\xbb\xbf"
 
 
-def parse_plain_line(line: bytes) -> Event | None:
-    """The Event of a plain native line, or None when the general path must decide."""
+def decode_plain_line(line: bytes) -> tuple[dict[str, Any], Event] | None:
+    """A plain native line decoded, and its Event; None when the general path must decide."""
     if line.startswith(_BOM):
         return None
     try:
@@ -89,7 +90,7 @@ def parse_plain_line(line: bytes) -> Event | None:
     if at is None or event_id is None:
         return None
     # Positional, in Event's field order: keywords cost a bulk load twice as much.
-    return Event(
+    return document, Event(
         event_id,
         status,
         at,

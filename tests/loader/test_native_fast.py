@@ -24,7 +24,7 @@ from loader import fields, native_fast
 from loader.contract import ERROR_MESSAGE_LIMIT_BYTES, MAX_NAME_LENGTH, Event
 from loader.errors import BadEventError
 from loader.events import parse_any_line, parse_line
-from loader.native_fast import parse_plain_line
+from loader.native_fast import decode_plain_line
 from tests.support.hostile_corpus import CASES
 
 GENERATED_ID = uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8057")
@@ -47,13 +47,20 @@ def outcome(parse: Callable[[bytes], Event], line: bytes) -> Event | str:
         return str(error)
 
 
+def fast_event(line: bytes) -> Event | None:
+    plain = decode_plain_line(line)
+    return None if plain is None else plain[1]
+
+
 def assert_same_outcome(line: bytes) -> None:
     with fixed_new_ids():
-        fast = parse_plain_line(line)
+        plain = decode_plain_line(line)
         general = outcome(parse_any_line, line)
         assert outcome(parse_line, line) == general
-    if fast is not None:  # accepted: exactly the general path's Event
+    if plain is not None:  # accepted: exactly the general path's Event, and the line's object
+        document, fast = plain
         assert fast == general
+        assert document == json.loads(line)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -68,13 +75,13 @@ def test_a_plain_line_takes_the_fast_path() -> None:
         b'"event_time":"2026-01-01T10:00:00+02:00","records_processed":5,"attempt":2}'
     )
     with fixed_new_ids():
-        assert parse_plain_line(line) == parse_any_line(line)
-    assert parse_plain_line(line.replace(b'"attempt":2', b'"attempt":2.0')) is None
+        assert fast_event(line) == parse_any_line(line)
+    assert fast_event(line.replace(b'"attempt":2', b'"attempt":2.0')) is None
 
 
 def test_a_new_event_id_is_a_uuid7_in_time_order() -> None:
     line = b'{"run_key":"r","status":"running","event_time":"2026-01-01T10:00:00Z"}'
-    first, second = parse_plain_line(line), parse_plain_line(line)
+    first, second = fast_event(line), fast_event(line)
     assert first is not None
     assert second is not None
     assert first.event_id.version == second.event_id.version == 7

@@ -599,6 +599,26 @@ def test_a_group_lands_by_the_group_statement_as_the_full_path_would(
     assert took_full_path == (fields in list(ONE_EVENT.values())[3:])
 
 
+@pytest.mark.parametrize("size", [1, 3, 60])
+def test_a_batch_of_known_runs_locks_its_own_runs_and_no_others(db: Connection, size: int) -> None:
+    """With a hundred runs and 20,000 events registered, the one-statement path locks only
+    the runs it names: a plan that hashed the registry called the lock on every run."""
+    history = [event(f"run-{n % 100}", minute=n, pipeline_name="p") for n in range(20_000)]
+    ingest(db, jsonl(history))
+    documents = [event(f"run-{n % 2}", minute=n) for n in range(size)]
+    candidates = [Candidate(parse_event(document), b"", n) for n, document in enumerate(documents)]
+
+    with db.transaction():
+        inserted = writer._insert_resolved(db, candidates)
+        [(locked,)] = db.execute(
+            "select count(*) from pg_catalog.pg_locks"
+            " where locktype = 'advisory' and pid = pg_catalog.pg_backend_pid()"
+        ).fetchall()
+
+    assert inserted == size
+    assert locked == min(size, 2)
+
+
 def test_a_report_gets_each_rejection_in_line_order_once_its_batch_landed(
     db: Connection,
 ) -> None:

@@ -8,9 +8,13 @@
 -- reads its prune mark after it (see create_raw_schema.sql): one statement.
 with
 
-resolved as (
-    select distinct on (incoming.event_id)
+-- Materialized: the runs' locks below are taken for the batch's runs only. Left
+-- in one query, the planner may hash the whole registry and call the lock on
+-- every run in it (it did for a group of 14 events: 100 runs locked, 0.36 ms).
+matched as materialized (
+    select
         incoming.event_id,
+        incoming.position,
         runs.pipeline_id,
         stages.stage_id,
         incoming.status,
@@ -41,14 +45,30 @@ resolved as (
             or runs.pipeline_name = incoming.pipeline_name
         )
         and (incoming.stage_name is null) = (stages.stage_id is null)
-        and raw.lock_open_run(
-            runs.pipeline_id, %(run_lock_space)s  -- noqa: RF02
+),
+
+resolved as (
+    select distinct on (matched.event_id)
+        matched.event_id,
+        matched.pipeline_id,
+        matched.stage_id,
+        matched.status,
+        matched.event_time,
+        matched.records_processed,
+        matched.error_message,
+        matched.attempt,
+        matched.run_attempt,
+        matched.attributes
+    from matched
+    where
+        raw.lock_open_run(
+            matched.pipeline_id, %(run_lock_space)s  -- noqa: RF02
         )
         and not exists (
             select from raw.run_events as already_stored
-            where already_stored.event_id = incoming.event_id
+            where already_stored.event_id = matched.event_id
         )
-    order by incoming.event_id asc, incoming.position asc
+    order by matched.event_id asc, matched.position asc
 ),
 
 batch_resolved as (

@@ -1,10 +1,11 @@
 """`ledger serve`: the HTTP face of the ledger, for OpenLineage producers and native events.
 
-A plain ASGI application on uvicorn (httptools, uvloop). The web layer reads and bounds bodies
-(size, gzip, time), checks the bearer token, and hands each request to the `Collector`
-(`loader.collector`), whose writer thread stores concurrent requests in one transaction; a
-response leaves only once its events are committed or fsync'd in the spool. Safe by
-default: it listens on 127.0.0.1, and refuses any other address without a token.
+A plain ASGI application on uvicorn (httptools, uvloop; each answer in one send:
+`loader.serve_protocol`). The web layer reads and bounds bodies (size, gzip, time), checks
+the bearer token, and hands each request to the `Collector` (`loader.collector`), whose
+writer thread stores concurrent requests in one transaction; a response leaves only once
+its events are committed or fsync'd in the spool. Safe by default: it listens on
+127.0.0.1, and refuses any other address without a token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import uvicorn
 
 from loader.collector import Collector, Outcome, RequestError, Work, lineage_request, native_request
 from loader.errors import ConfigurationError
+from loader.serve_protocol import HttpProtocol
 from loader.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -383,7 +385,7 @@ def serve(
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         lifespan="off",
         log_level="warning",
         access_log=False,

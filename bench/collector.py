@@ -4,10 +4,10 @@ The collector runs as `python -m loader serve` in a process of its own; the load
 this process, on one uvloop loop (the server's), over plain keep-alive HTTP/1.1
 connections with the requests made beforehand: the load generator shares the machine's
 cores with the server and PostgreSQL, so it must cost them little (aiohttp's client took
-86 µs of CPU a request here, this one 44 on asyncio's own loop and 26 on uvloop). Each request posts one native event and waits for its answer, which
-comes once the event is committed. The baseline records the same number of events with
-`Ledger.emit`, one call per event, in this process. Both on fresh databases of the same
-server, in the same run.
+86 µs of CPU a request here, this one 44 on asyncio's own loop and 26 on uvloop). Each
+request posts one native event and waits for its answer, which comes once the event is
+committed. The baseline records the same number of events with `Ledger.emit`, one call per
+event, in this process. Both on fresh databases of the same server, in the same run.
 """
 
 from __future__ import annotations

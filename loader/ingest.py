@@ -13,18 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import BinaryIO
 
 import psycopg
 
 from loader.batch import Candidate, LoadResult, Rejection, validate
+from loader.bulk_copy import copy_plain_rows
 from loader.connection import Connection
 from loader.contract import DEFAULT_PARKED_MAX_AGE
 from loader.events import parse_line
+from loader.plain_rows import PlainRows, events, plain_rows
 from loader.settings import DEFAULT_MAX_LINE_BYTES
-from loader.writer import write_batch
+from loader.writer import PIPELINED_BATCH_LIMIT, write_batch
 
-BATCH_LINES = 10_000
+BATCH_LINES = 10000
 BATCH_BYTES = 8 * 1024 * 1024
 PREVIEW_BYTES = 1024
 """What the quarantine keeps of a line over the cap: its first bytes, never the whole."""
@@ -61,22 +64,20 @@ def ingest_stream(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-ingest") as writer:
         writing: Future[LoadResult] | None = None
         while batch := _next_batch(lines, batch_lines, batch_bytes):
-            candidates, rejections = validate(
-                ((n, line, line) for n, line, over in batch if over is None), parse_line
-            )
-            rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
-            rejections.sort(key=lambda rejection: rejection.line_number or 0)
+            rows = _plain_rows(batch)
+            if rows is not None:
+                write = partial(_write_plain, conn, rows, batch)
+            else:
+                candidates, rejections = validate(
+                    ((n, line, line) for n, line, over in batch if over is None), parse_line
+                )
+                rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
+                rejections.sort(key=lambda rejection: rejection.line_number or 0)
+                write = partial(_write_isolating, conn, candidates, rejections)
             del batch
             if writing is not None:
                 total.add(_reported(writing.result(), report))
-            writing = writer.submit(
-                _write_isolating,
-                conn,
-                candidates,
-                rejections,
-                source=source,
-                parked_max_age=parked_max_age,
-            )
+            writing = writer.submit(write, source=source, parked_max_age=parked_max_age)
         if writing is not None:
             total.add(_reported(writing.result(), report))
     return total
@@ -143,6 +144,37 @@ def _skip_rest_of_line(stream: BinaryIO) -> int:
             return skipped + len(chunk.rstrip(b"\r\n"))
         skipped += len(chunk)
     return skipped
+
+
+def _plain_rows(batch: Sequence[tuple[int, bytes, str | None]]) -> PlainRows | None:
+    """A bulk batch of plain lines, checked in compiled code; None: the Python way decides."""
+    if len(batch) <= PIPELINED_BATCH_LIMIT or any(over for _, _, over in batch):
+        return None
+    return plain_rows([line for _, line, _ in batch])
+
+
+def _write_plain(
+    conn: Connection,
+    rows: PlainRows,
+    batch: Sequence[tuple[int, bytes, str | None]],
+    *,
+    source: str,
+    parked_max_age: float,
+) -> LoadResult:
+    """Write a batch the compiled check read: one COPY, or the Python way's full path when
+    the batch needs its decisions (a run to park, a name that differs, a value refused)."""
+    try:
+        with conn.transaction():
+            copied = copy_plain_rows(conn, rows, parked_max_age)
+    except _REFUSALS:
+        copied = None  # the full path isolates the lines the database refuses
+    if copied is not None:
+        return LoadResult(accepted=copied)
+    candidates = [
+        Candidate(event, line, number)
+        for event, (number, line, _) in zip(events(rows), batch, strict=True)
+    ]
+    return _write_isolating(conn, candidates, [], source=source, parked_max_age=parked_max_age)
 
 
 def _write_isolating(

@@ -109,7 +109,7 @@ _INSERT_INCOMING = sql.SQL("insert into incoming_events ({}) values ({})").forma
 )
 
 # Below this many events a batch is a job's call: latency matters more than throughput.
-_PIPELINED_BATCH_LIMIT = 100
+PIPELINED_BATCH_LIMIT = 100
 
 
 def write_batch(
@@ -130,14 +130,14 @@ def write_batch(
     """
     if not conn.autocommit:
         raise ValueError("write_batch needs an autocommit connection: each batch commits")
-    if 0 < len(candidates) <= _PIPELINED_BATCH_LIMIT and not rejections:
+    if 0 < len(candidates) <= PIPELINED_BATCH_LIMIT and not rejections:
         distinct = len({candidate.event.event_id for candidate in candidates})
         if _insert_resolved(conn, candidates) == distinct:
             return LoadResult(accepted=distinct, duplicates=len(candidates) - distinct)
     result = LoadResult(rejections=list(rejections))
     with conn.transaction():
         copied = None
-        if len(candidates) > _PIPELINED_BATCH_LIMIT:
+        if len(candidates) > PIPELINED_BATCH_LIMIT:
             copied = copy_clean_batch(conn, candidates, parked_max_age)
         if copied is not None:
             result.accepted = copied
@@ -191,7 +191,7 @@ def _store(
     rows = (
         _incoming_row(position, candidate.event) for position, candidate in enumerate(candidates)
     )
-    is_small = len(candidates) <= _PIPELINED_BATCH_LIMIT
+    is_small = len(candidates) <= PIPELINED_BATCH_LIMIT
     with conn.cursor() as steps, conn.cursor() as inserted, conn.cursor() as outcomes:
         if not is_small:
             steps.execute(_CREATE_INCOMING)

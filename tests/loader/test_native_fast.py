@@ -25,6 +25,7 @@ from loader.contract import ERROR_MESSAGE_LIMIT_BYTES, MAX_NAME_LENGTH, Event
 from loader.errors import BadEventError
 from loader.events import parse_any_line, parse_line
 from loader.native_fast import decode_plain_line
+from loader.plain_rows import events, plain_rows
 from tests.support.hostile_corpus import CASES
 
 GENERATED_ID = uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8057")
@@ -61,6 +62,15 @@ def assert_same_outcome(line: bytes) -> None:
         document, fast = plain
         assert fast == general
         assert document == json.loads(line)
+    rows = plain_rows([line])
+    if rows is not None:  # the compiled check takes less, and gives the same Event
+        [compiled] = events(rows)
+        assert plain is not None, "the compiled check took a line the fast path declines"
+        assert isinstance(general, Event)
+        if general.event_id == GENERATED_ID:  # a new id: its own, a UUIDv7
+            assert compiled.event_id.version == 7
+            compiled = compiled._replace(event_id=GENERATED_ID)
+        assert compiled == general
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -110,6 +120,45 @@ BOUNDS: list[tuple[str, Any]] = [
 def test_a_value_at_its_bound_gets_the_general_paths_outcome(name: str, value: Any) -> None:
     document = {"run_key": "r", "status": "failed", "event_time": "2026-01-01T10:00:00Z"}
     assert_same_outcome(json.dumps({**document, name: value}).encode())
+
+
+# Where the compiled check (loader/_plain_rows.c) reads the bytes itself: times, numbers, ids.
+EDGES = [
+    *[
+        f'"event_time":"{time}"'
+        for time in (
+            "2026-01-01T10:00:00Z", "2026-01-01T10:00:00z", "2026-01-01 10:00:00Z",
+            "2026-01-01T10:00:00+23:59", "2026-01-01T10:00:00+24:00", "2026-01-01T10:00:00-00:00",
+            "2026-01-01T10:00:00+0530", "2026-01-01T10:00:00+05", "2026-01-01T10:00:00+05:30:00",
+            "2026-01-01T10:00:00.1Z", "2026-01-01T10:00:00.123456Z", "2026-01-01T10:00:00.1234567Z",
+            "2026-01-01T10:00:00.Z", "2026-02-29T10:00:00Z", "2024-02-29T10:00:00Z",
+            "2026-04-31T10:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T10:60:00Z",
+            "2026-01-01T10:00:60Z", "0001-01-01T00:00:00Z", "0001-01-01T00:59:59+01:00",
+            "9999-12-31T23:59:59.999999Z", "9999-12-31T23:00:00-01:00", "+2026-01-01T10:00:00Z",
+        )
+    ],
+    *[
+        f'"event_time":"2026-01-01T10:00:00Z","records_processed":{number}'
+        for number in ("0", "00", "01", "-0", "7", "1.0", "1e2", "9223372036854775807",
+                       "9223372036854775808", "99999999999999999999", "true", '"7"')
+    ],
+    *[
+        f'"event_time":"2026-01-01T10:00:00Z","event_id":{event_id}'
+        for event_id in (
+            '"0b0ab7a4-7b1e-4b5a-9c55-3f1e8f1f6a01"', '"0B0AB7A4-7B1E-4B5A-9C55-3F1E8F1F6A01"',
+            '"0b0ab7a47b1e4b5a9c553f1e8f1f6a01"', '"0b0ab7a4-7b1e-4b5a-9c55-3f1e8f1f6a0"',
+            '"0b0ab7a4-7b1e-4b5a-9c55-3f1e8f1f6a0g"',
+            '"urn:uuid:0b0ab7a4-7b1e-4b5a-9c55-3f1e8f1f6a01"', "null", "7",
+        )
+    ],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fields", EDGES)
+def test_an_edge_the_compiled_check_reads_itself_gets_the_general_paths_outcome(
+    fields: str,
+) -> None:
+    assert_same_outcome(b'{"run_key":"r","status":"running",' + fields.encode() + b"}")
 
 
 # ---- valid events, mutated

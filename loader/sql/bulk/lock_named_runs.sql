@@ -8,7 +8,10 @@ select
 from (
     select runs.pipeline_id
     from raw.runs as runs
-    where runs.run_key = any(%(run_keys)s::text[])
+    where
+        runs.run_key in (
+            select json_array_elements_text(%(run_keys)s::json)
+        )
     order by runs.pipeline_id
     offset 0
 ) as named_runs

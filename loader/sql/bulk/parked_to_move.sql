@@ -3,7 +3,9 @@
 select exists(
     select from raw.parked_events as parked
     where
-        parked.run_key = any(%(run_keys)s::text[])
+        parked.run_key in (
+            select json_array_elements_text(%(run_keys)s::json)
+        )
         or exists (
             select from raw.runs
             where runs.run_key = parked.run_key

@@ -5,6 +5,9 @@ select
     runs.pipeline_id,
     runs.pipeline_name,
     runs.pruned_at is not null as is_pruned
-from unnest(%(run_keys)s::text[]) as named (run_key)
+from
+    json_array_elements_text(
+        %(run_keys)s::json  -- noqa: RF02
+    ) as named (run_key)
 left join raw.runs as runs
     on named.run_key = runs.run_key

@@ -1,16 +1,15 @@
 -- Every (run, stage) pair of a clean batch with its id: new pairs registered
 -- in key order, like the full path, and the pairs registered before. A pair a
 -- concurrent batch registered after this statement's snapshot is missing from
--- both halves: the writer then sends the batch down the full path.
+-- both halves: the writer then sends the batch down the full path. The pairs
+-- come as one JSON array of [pipeline_id, stage_name].
 with
 
 wanted as (
     select distinct
-        pairs.pipeline_id,
-        pairs.stage_name
-    from unnest(
-        %(pipeline_ids)s::bigint[], %(stage_names)s::text[]
-    ) as pairs (pipeline_id, stage_name)
+        (given.pair ->> 0)::bigint as pipeline_id,
+        given.pair ->> 1 as stage_name
+    from json_array_elements(%(pairs)s::json) as given (pair)
 ),
 
 registered as (

@@ -699,11 +699,128 @@ static PyObject *PlainRows_fields(PlainRows *self, PyObject *Py_UNUSED(ignored))
     return all;
 }
 
+static PlainRows *new_rows(PyObject *lines, struct row *rows, Py_ssize_t count);
+
+/* Whether two rows in different parts hold the same event_id (`part_of`: each row's part). */
+static int shares_an_event_id(const struct row *rows, Py_ssize_t count, const Py_ssize_t *part_of) {
+    size_t slots = 16;
+    while (slots < (size_t)count * 2)
+        slots *= 2;
+    Py_ssize_t *table = PyMem_Calloc(slots, sizeof(Py_ssize_t)); /* row index + 1; 0: free */
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int shared = 0;
+    for (Py_ssize_t i = 0; i < count && !shared; i++) {
+        uint64_t hash;
+        memcpy(&hash, rows[i].event_id + 8, sizeof hash); /* random bits in v4 and v7 ids */
+        hash *= UINT64_C(0x9E3779B97F4A7C15);
+        for (size_t slot = hash >> 32 & (slots - 1);; slot = (slot + 1) & (slots - 1)) {
+            if (table[slot] == 0) {
+                table[slot] = i + 1;
+                break;
+            }
+            const struct row *seen = &rows[table[slot] - 1];
+            if (memcmp(seen->event_id, rows[i].event_id, 16) == 0) {
+                shared = part_of[table[slot] - 1] != part_of[i];
+                break;
+            }
+        }
+    }
+    PyMem_Free(table);
+    return shared;
+}
+
+/* The rows split by their run_key's hash into `count` parts, each with its rows' positions
+ * in the batch: [(PlainRows, [position, ...]), ...]. A run's events all fall in one part,
+ * so parts can be written side by side without sharing a run. When two parts would hold
+ * one event_id, all the rows go in the first part: which of the two is stored must not
+ * depend on which part commits first (the file's first wins). */
+static PyObject *PlainRows_partition(PlainRows *self, PyObject *arg) {
+    Py_ssize_t count = PyLong_AsSsize_t(arg);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "partition needs at least one part");
+        return NULL;
+    }
+    Py_ssize_t *part_of = PyMem_Calloc(self->count > 0 ? self->count : 1, sizeof(Py_ssize_t));
+    Py_ssize_t *sizes = PyMem_Calloc(count, sizeof(Py_ssize_t));
+    PyObject *parts = PyList_New(0);
+    if (part_of == NULL || sizes == NULL || parts == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_hash_t hash = PyObject_Hash(self->rows[i].run_key);
+        if (hash == -1 && PyErr_Occurred())
+            goto error;
+        part_of[i] = (Py_ssize_t)((Py_uhash_t)hash % (Py_uhash_t)count);
+    }
+    int shared = shares_an_event_id(self->rows, self->count, part_of);
+    if (shared < 0)
+        goto error;
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        if (shared)
+            part_of[i] = 0;
+        sizes[part_of[i]]++;
+    }
+    for (Py_ssize_t part = 0; part < count; part++) {
+        struct row *rows = PyMem_Calloc(sizes[part] > 0 ? sizes[part] : 1, sizeof(struct row));
+        PyObject *lines = PyList_New(sizes[part]);
+        PyObject *positions = PyList_New(sizes[part]);
+        if (rows == NULL || lines == NULL || positions == NULL) {
+            PyMem_Free(rows);
+            Py_XDECREF(lines);
+            Py_XDECREF(positions);
+            goto error;
+        }
+        Py_ssize_t n = 0;
+        for (Py_ssize_t i = 0; i < self->count; i++) {
+            if (part_of[i] != part)
+                continue;
+            rows[n] = self->rows[i];
+            Py_INCREF(rows[n].run_key);
+            Py_XINCREF(rows[n].pipeline_name);
+            Py_XINCREF(rows[n].stage_name);
+            PyList_SET_ITEM(lines, n, Py_NewRef(PyList_GET_ITEM(self->lines, i)));
+            PyObject *position = PyLong_FromSsize_t(i);
+            if (position == NULL) {
+                clear_rows(rows, n + 1);
+                PyMem_Free(rows);
+                Py_DECREF(lines);
+                Py_DECREF(positions);
+                goto error;
+            }
+            PyList_SET_ITEM(positions, n, position);
+            n++;
+        }
+        PlainRows *rows_part = new_rows(lines, rows, n);
+        Py_DECREF(lines);
+        PyObject *pair = rows_part == NULL ? NULL : PyTuple_Pack(2, rows_part, positions);
+        Py_XDECREF(rows_part);
+        Py_DECREF(positions);
+        if (pair == NULL || PyList_Append(parts, pair) < 0) {
+            Py_XDECREF(pair);
+            goto error;
+        }
+        Py_DECREF(pair);
+    }
+    PyMem_Free(part_of);
+    PyMem_Free(sizes);
+    return parts;
+error:
+    PyMem_Free(part_of);
+    PyMem_Free(sizes);
+    Py_XDECREF(parts);
+    return NULL;
+}
+
 static PyMethodDef PlainRows_methods[] = {
     {"run_names", (PyCFunction)PlainRows_run_names, METH_NOARGS, NULL},
     {"run_stages", (PyCFunction)PlainRows_run_stages, METH_NOARGS, NULL},
     {"copy_data", (PyCFunction)PlainRows_copy_data, METH_VARARGS, NULL},
     {"fields", (PyCFunction)PlainRows_fields, METH_NOARGS, NULL},
+    {"partition", (PyCFunction)PlainRows_partition, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -741,6 +858,11 @@ static PyObject *plain_rows(PyObject *module, PyObject *lines) {
             Py_RETURN_NONE;
         }
     }
+    return (PyObject *)new_rows(lines, rows, count);
+}
+
+/* A PlainRows owning `rows` (freed here on failure) and holding a reference to `lines`. */
+static PlainRows *new_rows(PyObject *lines, struct row *rows, Py_ssize_t count) {
     PlainRows *self = PyObject_New(PlainRows, &PlainRowsType);
     if (self == NULL) {
         clear_rows(rows, count);
@@ -750,7 +872,7 @@ static PyObject *plain_rows(PyObject *module, PyObject *lines) {
     self->lines = Py_NewRef(lines);
     self->count = count;
     self->rows = rows;
-    return (PyObject *)self;
+    return self;
 }
 
 static PyMethodDef module_methods[] = {

@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext, suppress
+from contextlib import ExitStack, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,13 @@ from loader import connection, embedded
 from loader.api import Ledger
 from loader.batch import LoadResult, Rejection
 from loader.contract import STATUSES, TERMINAL_STATUSES
-from loader.errors import BadEventError, ConfigurationError, LedgerError, RejectedEventsError
+from loader.errors import (
+    BadEventError,
+    ConfigurationError,
+    LedgerError,
+    RejectedEventsError,
+    TransientError,
+)
 from loader.ingest import ingest_stream
 from loader.prune import prune
 from loader.report import print_report
@@ -282,8 +288,16 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     # the thread checking the next batch holds it for up to the switch interval.
     sys.setswitchinterval(_INGEST_SWITCH_INTERVAL)
     rejected = 0
-    with Ledger(settings, source="ingest") as ledger:
+    with Ledger(settings, source="ingest") as ledger, ExitStack() as stack:
         conn = ledger.connection()
+        # A second server process copies half of each batch of plain lines (split by run)
+        # while the first copies the other half: the server's work is the load's limit.
+        # Best effort: a server with no connection to spare loads on one.
+        try:
+            more = [stack.enter_context(connection.connect(settings, autocommit=True))]
+        except TransientError as error:
+            print(printable(f"ledger ingest: loading on one connection ({error})"), file=sys.stderr)
+            more = []
         for name in args.files:
 
             def report(rejection: Rejection, name: str = name) -> None:
@@ -299,6 +313,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                     source=name,
                     max_line_bytes=settings.max_line_bytes,
                     report=report,
+                    more_connections=more,
                 )
             print(printable(f"{name}: {_counts(result)}"))
             rejected += result.rejected

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO
 
@@ -48,6 +50,7 @@ def ingest_stream(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     batch_bytes: int = BATCH_BYTES,
     report: Callable[[Rejection], None] | None = None,
+    more_connections: Sequence[Connection] = (),
 ) -> LoadResult:
     """Load every line of `stream` in batches; blank lines are skipped.
 
@@ -56,31 +59,107 @@ def ingest_stream(
     batch has landed; the result then counts them (`reported`) without keeping them, and
     memory stays bounded by two batches (one written while the next is checked) and one
     line, whatever the input. Without `report` the result keeps every rejection.
+
+    With `more_connections`, a batch of plain lines is split by run between the
+    connections and its parts are copied side by side (one server process each); a part
+    that needs the full path takes it once the others have landed.
     """
     total = LoadResult()
     lines = _numbered_lines(stream, max_line_bytes)
-    # The database writes a batch while this thread reads and checks the next: one write
+    connections = [conn, *more_connections]
+    # The database writes a batch while this thread reads and checks the next: one batch
     # in flight, so memory holds two batches and batches land in the file's order.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-ingest") as writer:
-        writing: Future[LoadResult] | None = None
+    with ExitStack() as stack:
+        writers = [
+            stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ledger-ingest"))
+            for _ in connections
+        ]
+        writing: list[_Part] = []
         while batch := _next_batch(lines, batch_lines, batch_bytes):
-            rows = _plain_rows(batch)
-            if rows is not None:
-                write = partial(_write_plain, conn, rows, batch)
-            else:
-                candidates, rejections = validate(
-                    ((n, line, line) for n, line, over in batch if over is None), parse_line
-                )
-                rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
-                rejections.sort(key=lambda rejection: rejection.line_number or 0)
-                write = partial(_write_isolating, conn, candidates, rejections)
+            parts = _parts(batch, connections, source=source, parked_max_age=parked_max_age)
             del batch
-            if writing is not None:
-                total.add(_reported(writing.result(), report))
-            writing = writer.submit(write, source=source, parked_max_age=parked_max_age)
-        if writing is not None:
-            total.add(_reported(writing.result(), report))
+            total.add(_reported(_landed(writing), report))
+            for part in parts:
+                part.future = writers[part.lane].submit(part.write)
+            writing = parts
+        total.add(_reported(_landed(writing), report))
     return total
+
+
+@dataclass
+class _Part:
+    """A batch's part for one connection (`lane`, its index): a write in that connection's
+    thread, and what to do after it when that write hands the part back (the full path,
+    run once the batch's other parts have landed: a part that needs it may wait on what
+    another part holds)."""
+
+    lane: int
+    write: Callable[[], LoadResult | None]
+    full_path: Callable[[], LoadResult] | None = None
+    future: Future[LoadResult | None] | None = None
+
+
+def _parts(
+    batch: list[tuple[int, bytes, str | None]],
+    connections: Sequence[Connection],
+    *,
+    source: str,
+    parked_max_age: float,
+) -> list[_Part]:
+    """The batch as parts: plain lines split by run across the connections, else one
+    part that the Python way checks and writes on the first connection."""
+    rows = _plain_rows(batch)
+    if rows is None:
+        candidates, rejections = validate(
+            ((n, line, line) for n, line, over in batch if over is None), parse_line
+        )
+        rejections.extend(Rejection(over, line, n) for n, line, over in batch if over)
+        rejections.sort(key=lambda rejection: rejection.line_number or 0)
+        return [
+            _Part(
+                0,
+                partial(
+                    _write_isolating,
+                    connections[0],
+                    candidates,
+                    rejections,
+                    source=source,
+                    parked_max_age=parked_max_age,
+                ),
+            )
+        ]
+    return [
+        _Part(
+            lane,
+            partial(_copy_plain, connection, part, parked_max_age),
+            partial(
+                _full_path,
+                connection,
+                part,
+                [batch[position] for position in positions],
+                source=source,
+                parked_max_age=parked_max_age,
+            ),
+        )
+        for lane, (connection, (part, positions)) in enumerate(
+            zip(connections, rows.partition(len(connections)), strict=True)
+        )
+        if len(part)
+    ]
+
+
+def _landed(parts: Sequence[_Part]) -> LoadResult:
+    """Wait for a batch's parts, then take the full path for those that need it."""
+    outcomes = [part.future.result() if part.future else None for part in parts]
+    result = LoadResult()
+    for part, outcome in zip(parts, outcomes, strict=True):
+        if outcome is not None:
+            result.add(outcome)
+        else:
+            assert part.full_path is not None  # only a copy hands a part back
+            result.add(part.full_path())
+    result.rejections.sort(key=lambda rejection: rejection.line_number or 0)
+    return result
 
 
 def _reported(result: LoadResult, report: Callable[[Rejection], None] | None) -> LoadResult:
@@ -153,26 +232,29 @@ def _plain_rows(batch: Sequence[tuple[int, bytes, str | None]]) -> PlainRows | N
     return plain_rows([line for _, line, _ in batch])
 
 
-def _write_plain(
-    conn: Connection,
-    rows: PlainRows,
-    batch: Sequence[tuple[int, bytes, str | None]],
-    *,
-    source: str,
-    parked_max_age: float,
-) -> LoadResult:
-    """Write a batch the compiled check read: one COPY, or the Python way's full path when
-    the batch needs its decisions (a run to park, a name that differs, a value refused)."""
+def _copy_plain(conn: Connection, rows: PlainRows, parked_max_age: float) -> LoadResult | None:
+    """Copy a part the compiled check read; None when it needs the full path after all (a
+    run to park, a name that differs, a value refused)."""
     try:
         with conn.transaction():
             copied = copy_plain_rows(conn, rows, parked_max_age)
     except _REFUSALS:
-        copied = None  # the full path isolates the lines the database refuses
-    if copied is not None:
-        return LoadResult(accepted=copied)
+        return None  # the full path isolates the lines the database refuses
+    return None if copied is None else LoadResult(accepted=copied)
+
+
+def _full_path(
+    conn: Connection,
+    rows: PlainRows,
+    numbered: Sequence[tuple[int, bytes, str | None]],
+    *,
+    source: str,
+    parked_max_age: float,
+) -> LoadResult:
+    """The full path for a part the compiled check read, with its rows' Events."""
     candidates = [
         Candidate(event, line, number)
-        for event, (number, line, _) in zip(events(rows), batch, strict=True)
+        for event, (number, line, _) in zip(events(rows), numbered, strict=True)
     ]
     return _write_isolating(conn, candidates, [], source=source, parked_max_age=parked_max_age)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from loader.connection import Connection
 from loader.settings import Settings
@@ -40,13 +42,13 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def event(**fields: Any) -> dict[str, Any]:
+def event(minute: int = 0, **fields: Any) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),
         "run_key": "flow-1",
         "pipeline_name": "daily_sales",
         "status": "running",
-        "event_time": "2026-01-01T10:00:00Z",
+        "event_time": f"2026-01-01T10:{minute:02d}:00Z",
         **fields,
     }
 
@@ -180,6 +182,38 @@ def test_ingest_of_several_files_exits_2_when_any_has_a_bad_line(
     assert result.returncode == 2
     assert f"{dirty}: line 1: not valid JSON" in result.stderr
     assert [counts(line) for line in result.stdout.splitlines()] == [(0, 0, 1), (1, 0, 0)]
+
+
+ONE_CONNECTION_LOGIN = "etl_jobs_one_connection_test"
+
+
+def test_ingest_loads_on_a_second_connection_or_says_it_loads_on_one(
+    database: Settings, db: Connection, tmp_path: Path
+) -> None:
+    """Batches of plain lines are split by run between two connections; a login with no
+    second connection to spare loads on one, and says so."""
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(jsonl([event(run_key=f"flow-{n // 3}", minute=n % 3) for n in range(300)]))
+    name = sql.Identifier(ONE_CONNECTION_LOGIN)
+    db.execute(sql.SQL("drop role if exists {}").format(name))
+    db.execute(
+        sql.SQL("create role {} login connection limit 1 in role ledger_loader").format(name)
+    )
+    try:
+        on_one = ledger_cli(
+            dataclasses.replace(database, user=ONE_CONNECTION_LOGIN), "ingest", str(path)
+        )
+        stored_on_one = query(db, "select count(*) as n from raw.run_events")
+        db.execute("truncate raw.run_events, raw.stages, raw.runs")
+        on_two = ledger_cli(database, "ingest", str(path))
+    finally:
+        db.execute(sql.SQL("drop role {}").format(name))
+
+    assert ok(on_one) == ok(on_two) == f"{path}: 300 accepted, 0 duplicate, 0 rejected\n"
+    assert "ledger ingest: loading on one connection" in on_one.stderr
+    assert "too many connections" in on_one.stderr
+    assert on_two.stderr == ""
+    assert stored_on_one == query(db, "select count(*) as n from raw.run_events") == [{"n": 300}]
 
 
 def test_ingest_dash_reads_stdin(database: Settings, db: Connection) -> None:

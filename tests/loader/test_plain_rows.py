@@ -13,15 +13,17 @@ import json
 import os
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 from unittest import mock
 
 import pytest
 
 from loader import bulk_copy, ingest
-from loader.connection import Connection
+from loader.connection import Connection, connect
 from loader.ingest import ingest_stream
 from loader.plain_rows import events, plain_rows
+from loader.settings import Settings
 from tests.support import quarantined_lines, stored_events
 
 RUNS = 12  # runs of 14 events: a batch of 168 lines, past the one-statement path's 100
@@ -98,20 +100,43 @@ def with_two_names_for_a_run(db: Connection) -> list[dict[str, Any]]:
     return documents
 
 
-# (how the file is made, whether the bulk path takes its batch)
-FILES: dict[str, tuple[Callable[[Connection], list[dict[str, Any]]], bool]] = {
-    "plain": (lambda db: plain_file(), True),
-    "a run registered with another name": (with_registered_name, False),
-    "parked events of one of its runs": (with_parked_events, False),
-    "an event stored before": (with_a_stored_event, False),
-    "two names for one run": (with_two_names_for_a_run, False),
+def with_ids_shared_across_parts(db: Connection) -> list[dict[str, Any]]:
+    """Two runs that fall in different parts hold the same two event_ids, in opposite
+    orders: the file's first of each must win, whichever part would commit first."""
+    documents = plain_file()
+    rows = plain_rows([line(document) for document in documents])
+    assert rows is not None
+    (_, in_first), (_, in_second) = rows.partition(2)
+    a, b = documents[in_first[0]]["run_key"], documents[in_second[0]]["run_key"]
+    of_a = [document for document in documents if document["run_key"] == a]
+    of_b = [document for document in documents if document["run_key"] == b]
+    of_a[3]["event_id"] = of_b[9]["event_id"]
+    of_b[3]["event_id"] = of_a[9]["event_id"]
+    return documents
+
+
+# (how the file is made, whether the bulk path takes all of its batch, whether the batch
+# is split between connections)
+FILES: dict[str, tuple[Callable[[Connection], list[dict[str, Any]]], bool, bool]] = {
+    "plain": (lambda db: plain_file(), True, True),
+    "a run registered with another name": (with_registered_name, False, True),
+    "parked events of one of its runs": (with_parked_events, False, True),
+    "an event stored before": (with_a_stored_event, False, True),
+    "two names for one run": (with_two_names_for_a_run, False, True),
+    "event_ids shared by runs in two parts": (with_ids_shared_across_parts, False, False),
 }
 
 
-@pytest.mark.parametrize(("make", "copied"), FILES.values(), ids=list(FILES))
+@pytest.mark.parametrize("connections", [1, 2])
+@pytest.mark.parametrize("case", FILES.values(), ids=list(FILES))
 def test_a_batch_stores_through_the_compiled_check_what_the_python_way_stores(
-    db: Connection, make: Callable[[Connection], list[dict[str, Any]]], copied: bool
+    database: Settings,
+    db: Connection,
+    case: tuple[Callable[[Connection], list[dict[str, Any]]], bool, bool],
+    connections: int,
 ) -> None:
+    make, copied, split = case
+
     def load(*, compiled: bool) -> tuple[Any, ...]:
         db.execute("truncate raw.run_events, raw.stages, raw.runs, raw.quarantined_events")
         db.execute("truncate raw.parked_events")
@@ -127,8 +152,15 @@ def test_a_batch_stores_through_the_compiled_check_what_the_python_way_stores(
         with (
             checked if compiled else declined,
             mock.patch.object(ingest, "copy_plain_rows", side_effect=copy_plain_rows),
+            ExitStack() as stack,
         ):
-            result = ingest_stream(db, io.BytesIO(data(documents)), source="file")
+            more = [
+                stack.enter_context(connect(database, autocommit=True))
+                for _ in range(connections - 1)
+            ]
+            result = ingest_stream(
+                db, io.BytesIO(data(documents)), source="file", more_connections=more
+            )
         outcome = (result.accepted, result.duplicates, result.parked, result.rejected)
         quarantine = [(row["reason"], bytes(row["raw_line"])) for row in quarantined_lines(db)]
         return (outcome, stored_events(db), quarantine), bulk
@@ -137,7 +169,9 @@ def test_a_batch_stores_through_the_compiled_check_what_the_python_way_stores(
     python_way, _ = load(compiled=False)
 
     assert compiled == python_way
-    assert bulk == [RUNS * 14 if copied else None]
+    assert len(bulk) == (connections if split else 1)
+    assert (None not in bulk) == copied
+    assert sum(filter(None, bulk)) <= RUNS * 14
 
 
 def test_a_batch_with_one_line_the_compiled_check_declines_goes_the_python_way() -> None:
@@ -182,3 +216,26 @@ def test_a_forked_child_draws_new_ids_from_random_bits_of_its_own() -> None:
 
     assert len(from_child) == len(from_parent) == 50 * 10
     assert from_child != from_parent
+
+
+def test_a_partition_keeps_each_run_in_one_part_and_each_row_as_it_was() -> None:
+    documents = plain_file()
+    rows = plain_rows([line(document) for document in documents])
+    assert rows is not None
+    whole = events(rows)
+
+    parts = rows.partition(3)
+
+    assert sorted(position for _, positions in parts for position in positions) == list(
+        range(len(documents))
+    )
+    runs = [{event.run_key for event in events(part)} for part, _ in parts]
+    assert sum(map(len, runs)) == len(set().union(*runs)) == RUNS
+    names = rows.run_names()
+    assert names is not None
+    for part, positions in parts:
+        assert events(part) == [whole[position] for position in positions]
+        part_names = part.run_names()
+        assert part_names is not None
+        assert part_names == {key: names[key] for key in part_names}
+        assert set(part_names) == {event.run_key for event in events(part)}

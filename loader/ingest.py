@@ -29,7 +29,7 @@ from loader.plain_rows import PlainRows, events, plain_rows
 from loader.settings import DEFAULT_MAX_LINE_BYTES
 from loader.writer import PIPELINED_BATCH_LIMIT, write_batch
 
-BATCH_LINES = 10000
+BATCH_LINES = 20000
 BATCH_BYTES = 8 * 1024 * 1024
 PREVIEW_BYTES = 1024
 """What the quarantine keeps of a line over the cap: its first bytes, never the whole."""

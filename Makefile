@@ -16,7 +16,7 @@ DBT = $(BIN)/dbt --no-use-colors
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml loader/_plain_rows.c
+$(STAMP): pyproject.toml setup.py loader/_plain_rows.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -50,12 +50,16 @@ demo: db-start  ## Load a realistic history through the loader, build with dbt, 
 	$(BIN)/python -m loader report
 	$(BIN)/python -m loader report --html target/ledger-report.html
 
-lint: setup  ## ruff, ruff format --check, sqlfluff, mypy
+lint: setup  ## ruff, ruff format --check, sqlfluff, mypy, the C checker's warnings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint models macros dbt_tests
 	$(BIN)/sqlfluff lint --templater placeholder loader/sql
 	$(BIN)/mypy
+	@# The compiled checker: every warning an error here (setup.py builds without -Werror,
+	@# so that another compiler's new warning never fails an install).
+	$${CC:-cc} -fsyntax-only -Wall -Wextra -Werror \
+		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" loader/_plain_rows.c
 
 format: setup  ## Apply ruff and sqlfluff fixes
 	$(BIN)/ruff check --fix .

@@ -11,13 +11,14 @@
  * It accepts a line only when `loader.native_fast.decode_plain_line` accepts it and would
  * give the same Event, and declines more: any backslash, a number that is not a plain
  * non-negative integer, an event named by pipeline_id, a timestamp outside
- * YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM). One declined line sends the whole batch the
+ * YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM|-HH:MM). One declined line sends the whole batch the
  * Python way (`plain_rows` returns None), which decides it with its reasons.
  * tests/loader/test_plain_rows.py holds it to that, on the hostile corpus and mutations.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -83,7 +84,7 @@ struct row {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *lines; /* the batch's list of bytes */
+    PyObject *lines; /* the batch's lines (a tuple of bytes): the rows point into them */
     Py_ssize_t count;
     struct row *rows;
 } PlainRows;
@@ -103,6 +104,8 @@ static int random_bytes(unsigned char *out, size_t size) {
         size_t filled = 0;
         while (filled < POOL_BYTES) {
             ssize_t got = getrandom(pool + filled, POOL_BYTES - filled, 0);
+            if (got < 0 && errno == EINTR)
+                continue; /* a signal came during a read past 256 bytes: read on */
             if (got < 0) {
                 PyErr_SetFromErrno(PyExc_OSError);
                 return -1;
@@ -385,13 +388,15 @@ static int is_count(const struct value *value, int64_t minimum, int64_t maximum)
            (value->kind == K_INTEGER && value->integer >= minimum && value->integer <= maximum);
 }
 
-/* Whether `text` (a str, or NULL) holds the string `value`. */
+/* Whether `text` (a str, or NULL) holds the string `value`; -1 with an error set. */
 static int same_text(PyObject *text, const struct value *value) {
     if (text == NULL || value->kind != K_STRING)
         return 0;
     Py_ssize_t size;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
-    return utf8 != NULL && size == value->size && memcmp(utf8, value->text, size) == 0;
+    if (utf8 == NULL)
+        return -1;
+    return size == value->size && memcmp(utf8, value->text, size) == 0;
 }
 
 static PyObject *text_or_null(const struct value *value) {
@@ -437,14 +442,20 @@ static int check_line(PyObject *line, struct row *row, const struct row *previou
     row->message = v[F_ERROR_MESSAGE].kind == K_STRING ? v[F_ERROR_MESSAGE].text : NULL;
     row->message_size = v[F_ERROR_MESSAGE].kind == K_STRING ? v[F_ERROR_MESSAGE].size : -1;
     /* A run's events come one after another: its key, and a stage's name, are one object. */
-    if (same_text(previous != NULL ? previous->run_key : NULL, &v[F_RUN_KEY]))
+    int same = same_text(previous != NULL ? previous->run_key : NULL, &v[F_RUN_KEY]);
+    if (same < 0)
+        return -1;
+    if (same)
         row->run_key = Py_NewRef(previous->run_key);
     else if ((row->run_key = text_or_null(&v[F_RUN_KEY])) == NULL)
         return -1;
     if (v[F_PIPELINE_NAME].kind == K_STRING &&
         (row->pipeline_name = text_or_null(&v[F_PIPELINE_NAME])) == NULL)
         return -1;
-    if (same_text(previous != NULL ? previous->stage_name : NULL, &v[F_STAGE_NAME]))
+    same = same_text(previous != NULL ? previous->stage_name : NULL, &v[F_STAGE_NAME]);
+    if (same < 0)
+        return -1;
+    if (same)
         row->stage_name = Py_NewRef(previous->stage_name);
     else if (v[F_STAGE_NAME].kind == K_STRING &&
              (row->stage_name = text_or_null(&v[F_STAGE_NAME])) == NULL)
@@ -713,9 +724,10 @@ static int shares_an_event_id(const struct row *rows, Py_ssize_t count, const Py
     }
     int shared = 0;
     for (Py_ssize_t i = 0; i < count && !shared; i++) {
-        uint64_t hash;
-        memcpy(&hash, rows[i].event_id + 8, sizeof hash); /* random bits in v4 and v7 ids */
-        hash *= UINT64_C(0x9E3779B97F4A7C15);
+        uint64_t high, low; /* both halves: an id of another version may vary in either */
+        memcpy(&high, rows[i].event_id, sizeof high);
+        memcpy(&low, rows[i].event_id + 8, sizeof low);
+        uint64_t hash = (low ^ (high << 29 | high >> 35)) * UINT64_C(0x9E3779B97F4A7C15);
         for (size_t slot = hash >> 32 & (slots - 1);; slot = (slot + 1) & (slots - 1)) {
             if (table[slot] == 0) {
                 table[slot] = i + 1;
@@ -748,8 +760,11 @@ static PyObject *PlainRows_partition(PlainRows *self, PyObject *arg) {
     Py_ssize_t *part_of = PyMem_Calloc(self->count > 0 ? self->count : 1, sizeof(Py_ssize_t));
     Py_ssize_t *sizes = PyMem_Calloc(count, sizeof(Py_ssize_t));
     PyObject *parts = PyList_New(0);
-    if (part_of == NULL || sizes == NULL || parts == NULL)
+    if (part_of == NULL || sizes == NULL || parts == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
         goto error;
+    }
     for (Py_ssize_t i = 0; i < self->count; i++) {
         Py_hash_t hash = PyObject_Hash(self->rows[i].run_key);
         if (hash == -1 && PyErr_Occurred())
@@ -766,9 +781,11 @@ static PyObject *PlainRows_partition(PlainRows *self, PyObject *arg) {
     }
     for (Py_ssize_t part = 0; part < count; part++) {
         struct row *rows = PyMem_Calloc(sizes[part] > 0 ? sizes[part] : 1, sizeof(struct row));
-        PyObject *lines = PyList_New(sizes[part]);
+        PyObject *lines = PyTuple_New(sizes[part]);
         PyObject *positions = PyList_New(sizes[part]);
         if (rows == NULL || lines == NULL || positions == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_NoMemory();
             PyMem_Free(rows);
             Py_XDECREF(lines);
             Py_XDECREF(positions);
@@ -782,7 +799,7 @@ static PyObject *PlainRows_partition(PlainRows *self, PyObject *arg) {
             Py_INCREF(rows[n].run_key);
             Py_XINCREF(rows[n].pipeline_name);
             Py_XINCREF(rows[n].stage_name);
-            PyList_SET_ITEM(lines, n, Py_NewRef(PyList_GET_ITEM(self->lines, i)));
+            PyTuple_SET_ITEM(lines, n, Py_NewRef(PyTuple_GET_ITEM(self->lines, i)));
             PyObject *position = PyLong_FromSsize_t(i);
             if (position == NULL) {
                 clear_rows(rows, n + 1);
@@ -837,28 +854,37 @@ static PyTypeObject PlainRowsType = {
 };
 
 /* plain_rows(lines: list[bytes]) -> PlainRows | None */
-static PyObject *plain_rows(PyObject *module, PyObject *lines) {
-    if (!PyList_CheckExact(lines)) {
+static PyObject *plain_rows(PyObject *Py_UNUSED(module), PyObject *given) {
+    if (!PyList_CheckExact(given)) {
         PyErr_SetString(PyExc_TypeError, "plain_rows takes a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(lines);
+    /* A tuple of its own: the rows point into the lines, which the caller's list could drop. */
+    PyObject *lines = PyList_AsTuple(given);
+    if (lines == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(lines);
     struct row *rows = PyMem_Calloc(count > 0 ? count : 1, sizeof(struct row));
-    if (rows == NULL)
+    if (rows == NULL) {
+        Py_DECREF(lines);
         return PyErr_NoMemory();
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *line = PyList_GET_ITEM(lines, i);
+        PyObject *line = PyTuple_GET_ITEM(lines, i);
         int checked = PyBytes_CheckExact(line) ? check_line(line, &rows[i], i ? &rows[i - 1] : NULL)
                                                : 0;
         if (checked != 1) {
             clear_rows(rows, i + 1);
             PyMem_Free(rows);
+            Py_DECREF(lines);
             if (checked < 0)
                 return NULL;
             Py_RETURN_NONE;
         }
     }
-    return (PyObject *)new_rows(lines, rows, count);
+    PyObject *self = (PyObject *)new_rows(lines, rows, count);
+    Py_DECREF(lines);
+    return self;
 }
 
 /* A PlainRows owning `rows` (freed here on failure) and holding a reference to `lines`. */

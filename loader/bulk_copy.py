@@ -65,7 +65,7 @@ def copy_clean_batch(
         return None
 
     def store() -> None:
-        run_ids, new_runs = _resolve_runs(conn, names, parked_max_age)
+        run_ids, new_runs = _resolve_runs(conn, names, parked_max_age, expire_parked=True)
         pairs = {
             (run_ids[event.run_key], event.stage_name)  # type: ignore[index]
             for event in events
@@ -76,14 +76,21 @@ def copy_clean_batch(
     return len(events) if _in_savepoint(conn, store) else None
 
 
-def copy_plain_rows(conn: Connection, rows: PlainRows, parked_max_age: float) -> int | None:
-    """`copy_clean_batch` for a batch the compiled check read (`loader.plain_rows`)."""
+def copy_plain_rows(
+    conn: Connection, rows: PlainRows, parked_max_age: float, *, expire_parked: bool = True
+) -> int | None:
+    """`copy_clean_batch` for a batch the compiled check read (`loader.plain_rows`).
+
+    Without `expire_parked`, the parked events past their age are left to another
+    connection loading the same batch: two deletes of the same rows would wait for each
+    other, and could deadlock.
+    """
     names = rows.run_names()
     if names is None:
         return None
 
     def store() -> None:
-        run_ids, new_runs = _resolve_runs(conn, names, parked_max_age)
+        run_ids, new_runs = _resolve_runs(conn, names, parked_max_age, expire_parked)
         pairs = {(run_ids[run_key], stage_name) for run_key, stage_name in rows.run_stages()}
         stage_ids = _register_stages(conn, pairs, new_runs)
         with conn.cursor() as cursor, cursor.copy(_COPY_EVENTS) as copy:
@@ -160,7 +167,7 @@ def _run_names(events: Sequence[Event]) -> dict[str, str | None] | None:
 
 
 def _resolve_runs(
-    conn: Connection, names: dict[str, str | None], parked_max_age: float
+    conn: Connection, names: dict[str, str | None], parked_max_age: float, expire_parked: bool
 ) -> tuple[dict[str, int], set[int]]:
     """Lock the batch's registered runs, check them, register its new ones: run_key → id,
     and the ids of the runs registered here."""
@@ -173,7 +180,8 @@ def _resolve_runs(
     }
     with conn.cursor() as steps, conn.cursor() as runs, conn.cursor() as parked:
         with conn.pipeline():
-            steps.execute(read_sql("writer/expire_parked"), params)
+            if expire_parked:
+                steps.execute(read_sql("writer/expire_parked"), params)
             steps.execute(read_sql("bulk/lock_named_runs"), params)
             runs.execute(read_sql("bulk/read_named_runs"), params)
             parked.execute(read_sql("bulk/parked_to_move"), params)

@@ -128,10 +128,17 @@ def _parts(
                 ),
             )
         ]
+    split = [
+        (lane, connection, part, positions)
+        for lane, (connection, (part, positions)) in enumerate(
+            zip(connections, rows.partition(len(connections)), strict=True)
+        )
+        if len(part)
+    ]
     return [
         _Part(
             lane,
-            partial(_copy_plain, connection, part, parked_max_age),
+            partial(_copy_plain, connection, part, parked_max_age, expire_parked=index == 0),
             partial(
                 _full_path,
                 connection,
@@ -141,15 +148,16 @@ def _parts(
                 parked_max_age=parked_max_age,
             ),
         )
-        for lane, (connection, (part, positions)) in enumerate(
-            zip(connections, rows.partition(len(connections)), strict=True)
-        )
-        if len(part)
+        for index, (lane, connection, part, positions) in enumerate(split)
     ]
 
 
 def _landed(parts: Sequence[_Part]) -> LoadResult:
-    """Wait for a batch's parts, then take the full path for those that need it."""
+    """Wait for a batch's parts, then take the full path for those that need it.
+
+    A part that failed raises here; `ingest_stream` lets the batch's other parts finish
+    before the error leaves it (their writers shut down waiting), and what they stored stays.
+    """
     outcomes = [part.future.result() if part.future else None for part in parts]
     result = LoadResult()
     for part, outcome in zip(parts, outcomes, strict=True):
@@ -232,12 +240,15 @@ def _plain_rows(batch: Sequence[tuple[int, bytes, str | None]]) -> PlainRows | N
     return plain_rows([line for _, line, _ in batch])
 
 
-def _copy_plain(conn: Connection, rows: PlainRows, parked_max_age: float) -> LoadResult | None:
+def _copy_plain(
+    conn: Connection, rows: PlainRows, parked_max_age: float, *, expire_parked: bool
+) -> LoadResult | None:
     """Copy a part the compiled check read; None when it needs the full path after all (a
-    run to park, a name that differs, a value refused)."""
+    run to park, a name that differs, a value refused). Only the first part of a batch
+    expires parked events (`copy_plain_rows`)."""
     try:
         with conn.transaction():
-            copied = copy_plain_rows(conn, rows, parked_max_age)
+            copied = copy_plain_rows(conn, rows, parked_max_age, expire_parked=expire_parked)
     except _REFUSALS:
         return None  # the full path isolates the lines the database refuses
     return None if copied is None else LoadResult(accepted=copied)

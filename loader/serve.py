@@ -292,37 +292,43 @@ def create_app(
         "/metrics": ("GET", prometheus),
     }
 
+    async def answer(scope: Scope, receive: Receive) -> Reply:
+        route = routes.get(scope["path"])
+        method = scope["method"]
+        if route is None:
+            return Reply(404, b"Not Found", b"text/plain; charset=utf-8")
+        if method != route[0] and not (method == "HEAD" and route[0] == "GET"):
+            allow = ((b"allow", route[0].encode()),)
+            return Reply(405, b"Method Not Allowed", b"text/plain; charset=utf-8", allow)
+        try:
+            return await route[1](scope, receive)
+        except Exception:
+            logger.exception("%s %s failed", method, scope["path"])
+            return Reply(500, b"Internal Server Error", b"text/plain; charset=utf-8")
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan is off; nothing else is served
             return
         started = time.perf_counter()
         path = scope["path"]
-        route = routes.get(path)
-        method = scope["method"]
-        if route is None:
-            reply = Reply(404, b"Not Found", b"text/plain; charset=utf-8")
-        elif method != route[0] and not (method == "HEAD" and route[0] == "GET"):
-            allow = ((b"allow", route[0].encode()),)
-            reply = Reply(405, b"Method Not Allowed", b"text/plain; charset=utf-8", allow)
-        else:
-            try:
-                reply = await route[1](scope, receive)
-            except Exception:
-                logger.exception("%s %s failed", method, path)
-                reply = Reply(500, b"Internal Server Error", b"text/plain; charset=utf-8")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    (b"content-type", reply.content_type),
-                    (b"content-length", str(len(reply.body)).encode()),
-                    *reply.headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply.body})
-        metrics.observe(path, reply.status, time.perf_counter() - started)
+        status = 500  # what a request cancelled before its answer counts as, in /metrics
+        try:
+            reply = await answer(scope, receive)
+            status = reply.status
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": reply.status,
+                    "headers": [
+                        (b"content-type", reply.content_type),
+                        (b"content-length", str(len(reply.body)).encode()),
+                        *reply.headers,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            metrics.observe(path, status, time.perf_counter() - started)
 
     return app
 

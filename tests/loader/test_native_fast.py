@@ -161,6 +161,22 @@ def test_an_edge_the_compiled_check_reads_itself_gets_the_general_paths_outcome(
     assert_same_outcome(b'{"run_key":"r","status":"running",' + fields.encode() + b"}")
 
 
+# A name's bytes as a producer might send them: UTF-8 the compiled check validates itself.
+RAW_NAMES = [
+    b"caf\xc3\xa9", b"\xf0\x9f\x98\x80", b"\x7f", b"\xc0\xaf", b"\xe0\x80\x80",
+    b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\x80", b"\xe2\x82",
+    b"r\x01", b"r\x1f", b"r\t", b"\xef\xbb\xbf",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", RAW_NAMES, ids=repr)
+def test_a_names_raw_bytes_get_the_general_paths_outcome(name: bytes) -> None:
+    assert_same_outcome(
+        b'{"run_key":"' + name + b'","status":"running","event_time":"2026-01-01T10:00:00Z",'
+        b'"stage_name":"s' + name + b'"}'
+    )
+
+
 # ---- valid events, mutated
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -24,7 +26,7 @@ from loader.connection import Connection, connect
 from loader.ingest import ingest_stream
 from loader.plain_rows import events, plain_rows
 from loader.settings import Settings
-from tests.support import quarantined_lines, stored_events
+from tests.support import quarantined_lines, query, stored_events
 
 RUNS = 12  # runs of 14 events: a batch of 168 lines, past the one-statement path's 100
 
@@ -112,7 +114,10 @@ def with_ids_shared_across_parts(db: Connection) -> list[dict[str, Any]]:
     of_b = [document for document in documents if document["run_key"] == b]
     of_a[3]["event_id"] = of_b[9]["event_id"]
     of_b[3]["event_id"] = of_a[9]["event_id"]
-    return documents
+    # The two runs' lines interleaved: run a holds the file's first copy of one id, run b
+    # of the other.
+    others = [document for document in documents if document["run_key"] not in {a, b}]
+    return others + [document for pair in zip(of_a, of_b, strict=True) for document in pair]
 
 
 # (how the file is made, whether the bulk path takes all of its batch, whether the batch
@@ -143,8 +148,8 @@ def test_a_batch_stores_through_the_compiled_check_what_the_python_way_stores(
         documents = make(db)
         bulk: list[int | None] = []
 
-        def copy_plain_rows(*args: Any) -> int | None:
-            bulk.append(bulk_copy.copy_plain_rows(*args))
+        def copy_plain_rows(*args: Any, **kwargs: Any) -> int | None:
+            bulk.append(bulk_copy.copy_plain_rows(*args, **kwargs))
             return bulk[-1]
 
         checked = mock.patch.object(ingest, "plain_rows", wraps=plain_rows)
@@ -239,3 +244,29 @@ def test_a_partition_keeps_each_run_in_one_part_and_each_row_as_it_was() -> None
         assert part_names is not None
         assert part_names == {key: names[key] for key in part_names}
         assert set(part_names) == {event.run_key for event in events(part)}
+
+
+def test_a_part_that_fails_stops_the_load_once_the_other_part_has_landed(
+    database: Settings, db: Connection
+) -> None:
+    documents = plain_file()
+    failing = threading.Event()
+
+    def copy_plain_rows(conn: Connection, rows: Any, *args: Any, **kwargs: Any) -> int | None:
+        if conn is db:  # the first part, the first to be waited for
+            failing.set()
+            raise RuntimeError("this connection broke")
+        failing.wait(5)
+        time.sleep(0.2)  # still copying when the other part has failed
+        return bulk_copy.copy_plain_rows(conn, rows, *args, **kwargs)
+
+    with (
+        mock.patch.object(ingest, "copy_plain_rows", side_effect=copy_plain_rows),
+        connect(database, autocommit=True) as other,
+        pytest.raises(RuntimeError, match="this connection broke"),
+    ):
+        ingest_stream(db, io.BytesIO(data(documents)), source="file", more_connections=[other])
+    landed = query(db, "select count(*) as n from raw.run_events")
+
+    assert failing.is_set()
+    assert 0 < landed[0]["n"] < len(documents), "the other part landed before the error"

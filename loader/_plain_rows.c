@@ -676,10 +676,10 @@ error:
     return NULL;
 }
 
-/* Each row's fields, for the Python side to build its Events (when the batch goes the
- * full path after all, and in the tests): (event_id bytes, status, Unix microseconds,
- * run_key, pipeline_name, stage_name, records_processed, error_message, attempt,
- * run_attempt). */
+/* Each row's fields in the order of loader.contract.Event's, for the Python side to build
+ * its Events (when the batch goes the full path after all, and in the tests): the id's 16
+ * bytes, the status, the time in Unix microseconds, then the rest as they are (pipeline_id
+ * and attributes always None). */
 static PyObject *PlainRows_fields(PlainRows *self, PyObject *Py_UNUSED(ignored)) {
     PyObject *all = PyList_New(self->count);
     if (all == NULL)
@@ -694,11 +694,11 @@ static PyObject *PlainRows_fields(PlainRows *self, PyObject *Py_UNUSED(ignored))
         PyObject *item =
             message == NULL || records == NULL
                 ? NULL
-                : Py_BuildValue("(y#sLOOOOOii)", (const char *)row->event_id, (Py_ssize_t)16,
+                : Py_BuildValue("(y#sLOOOOOOiiO)", (const char *)row->event_id, (Py_ssize_t)16,
                                 STATUSES[row->status], (long long)row->time_us, row->run_key,
-                                row->pipeline_name != NULL ? row->pipeline_name : Py_None,
+                                Py_None, row->pipeline_name != NULL ? row->pipeline_name : Py_None,
                                 row->stage_name != NULL ? row->stage_name : Py_None, records,
-                                message, row->attempt, row->run_attempt);
+                                message, row->attempt, row->run_attempt, Py_None);
         Py_XDECREF(message);
         Py_XDECREF(records);
         if (item == NULL) {
@@ -853,14 +853,10 @@ static PyTypeObject PlainRowsType = {
     .tp_methods = PlainRows_methods,
 };
 
-/* plain_rows(lines: list[bytes]) -> PlainRows | None */
+/* plain_rows(lines: Iterable[bytes]) -> PlainRows | None */
 static PyObject *plain_rows(PyObject *Py_UNUSED(module), PyObject *given) {
-    if (!PyList_CheckExact(given)) {
-        PyErr_SetString(PyExc_TypeError, "plain_rows takes a list of bytes");
-        return NULL;
-    }
-    /* A tuple of its own: the rows point into the lines, which the caller's list could drop. */
-    PyObject *lines = PyList_AsTuple(given);
+    /* A tuple of its own: the rows point into the lines, which the caller could drop. */
+    PyObject *lines = PySequence_Tuple(given);
     if (lines == NULL)
         return NULL;
     Py_ssize_t count = PyTuple_GET_SIZE(lines);

@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from typing import final
 
 @final
@@ -11,8 +12,21 @@ class PlainRows:
     def fields(
         self,
     ) -> list[
-        tuple[bytes, str, int, str, str | None, str | None, int | None, str | None, int, int]
+        tuple[
+            bytes,
+            str,
+            int,
+            str,
+            None,
+            str | None,
+            str | None,
+            int | None,
+            str | None,
+            int,
+            int,
+            None,
+        ]
     ]: ...
     def partition(self, count: int, /) -> list[tuple[PlainRows, list[int]]]: ...
 
-def plain_rows(lines: list[bytes], /) -> PlainRows | None: ...
+def plain_rows(lines: Iterable[bytes], /) -> PlainRows | None: ...

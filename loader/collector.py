@@ -407,7 +407,7 @@ class Collector:
             answers.setdefault(item.future.get_loop(), []).append((item, outcome))
         for loop, answered in answers.items():
             try:
-                loop.call_soon_threadsafe(_answer, answered)
+                loop.call_soon_threadsafe(_settle, answered)
             except RuntimeError:  # the loop closed first: stored, but no one is waiting
                 logger.debug("%d requests stored after their event loop closed", len(answered))
 
@@ -594,7 +594,7 @@ def _other_folder(settings: Settings) -> Path:
     return folder.with_name(folder.name + ".openlineage-other")
 
 
-def _answer(answered: Sequence[tuple[_Pending, Outcome]]) -> None:
+def _settle(answered: Sequence[tuple[_Pending, Outcome]]) -> None:
     for item, outcome in answered:
         if not item.future.done():  # a request cancelled when its client went away
             item.future.set_result(outcome)

@@ -237,7 +237,7 @@ def _plain_rows(batch: Sequence[tuple[int, bytes, str | None]]) -> PlainRows | N
     """A bulk batch of plain lines, checked in compiled code; None: the Python way decides."""
     if len(batch) <= PIPELINED_BATCH_LIMIT or any(over for _, _, over in batch):
         return None
-    return plain_rows([line for _, line, _ in batch])
+    return plain_rows(line for _, line, _ in batch)
 
 
 def _copy_plain(

@@ -23,32 +23,15 @@ _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def events(rows: PlainRows) -> list[Event]:
     """The rows as Events, in the batch's order, with the event ids the rows hold."""
     return [
-        Event(
-            uuid.UUID(bytes=event_id),
-            status,
-            _UNIX_EPOCH + timedelta(microseconds=unix_us),
-            run_key,
-            None,
-            pipeline_name,
-            stage_name,
-            records_processed,
-            error_message,
-            attempt,
-            run_attempt,
-            None,
+        Event._make(
+            (
+                uuid.UUID(bytes=fields[0]),
+                fields[1],
+                _UNIX_EPOCH + timedelta(microseconds=fields[2]),
+                *fields[3:],
+            )
         )
-        for (
-            event_id,
-            status,
-            unix_us,
-            run_key,
-            pipeline_name,
-            stage_name,
-            records_processed,
-            error_message,
-            attempt,
-            run_attempt,
-        ) in rows.fields()
+        for fields in rows.fields()
     ]
 
 
